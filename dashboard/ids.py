@@ -1,0 +1,12 @@
+"""Component ids shared by layouts, callbacks and tests (CONTRACT.md §6 for the anchors)."""
+
+ERROR_STATS = "error-stats"
+HEALTH_STATUS = "health-status"
+ERROR_LIST = "error-list"
+CATEGORY_FILTER = "category-filter"
+SEVERITY_FILTER = "severity-filter"
+NOTIFICATIONS = "notifications"
+LIVE_INTERVAL = "live-interval"
+LIVE_CURSOR = "live-cursor"
+STATS_WINDOW = "stats-window"
+MONITOR_LINE = "monitor-line"

@@ -1,0 +1,1 @@
+"""The write path: subscriber, normalisation, pipeline, batch writer, ring buffer, file log."""

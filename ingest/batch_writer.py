@@ -1,0 +1,174 @@
+"""The thread that writes accepted events and dead letters to the store in batches.
+
+A batch is written when it reaches `max_rows`, or when its oldest event has waited
+`max_wait` seconds, so a lone error is stored within a fraction of a second and a flood goes
+in large batches. While the database is away the batch is kept and retried with capped
+backoff; nothing is thrown away.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from redis.backoff import ExponentialWithJitterBackoff
+
+from queries.records import ErrorEvent, Rejection
+from queries.store import ErrorStore, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class BatchWriter(threading.Thread):
+    def __init__(self, store: ErrorStore, max_rows: int = 5000, max_wait: float = 0.1,
+                 backoff: ExponentialWithJitterBackoff | None = None) -> None:
+        super().__init__(name="ingest-batch-writer", daemon=True)
+        self.store = store
+        self.max_rows = max_rows
+        self.max_wait = max_wait
+        self.backoff = backoff or ExponentialWithJitterBackoff(cap=10.0, base=0.25)
+        self._events: deque[tuple[ErrorEvent, float]] = deque()
+        self._rejections: deque[Rejection] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._flush_deadline = 0.0
+        # Written by this thread only; read by the status views.
+        self.stored = 0
+        self.duplicates = 0
+        self.refused = 0
+        self.dead_letters_stored = 0
+        self.batches = 0
+        self.last_batch_rows = 0
+        self.last_batch_seconds = 0.0
+        self.last_commit_at: datetime | None = None
+        self.store_ok: bool | None = None
+        self.store_down_since: datetime | None = None
+        self.last_error: str | None = None
+
+    # -- called by the pipeline ---------------------------------------------------------
+    def submit(self, events: Sequence[ErrorEvent], rejections: Sequence[Rejection] = ()) -> None:
+        if not events and not rejections:
+            return
+        now = time.monotonic()
+        with self._cond:
+            was_empty = not self._events and not self._rejections
+            self._events.extend((e, now) for e in events)
+            self._rejections.extend(rejections)
+            if was_empty or len(self._events) >= self.max_rows:
+                self._cond.notify()
+
+    @property
+    def pending(self) -> int:
+        return len(self._events)
+
+    @property
+    def pending_rejections(self) -> int:
+        return len(self._rejections)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Write everything pending (retrying for up to `timeout` s), then end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._flush_deadline = time.monotonic() + timeout
+            self._cond.notify_all()
+        if self.is_alive():
+            self.join(timeout + 5)
+        left = self.pending + self.pending_rejections
+        if left:
+            log.error("stopped with %d events and %d dead letters not written: %s",
+                      self.pending, self.pending_rejections, self.last_error)
+        self.store.close()
+
+    # -- the thread ---------------------------------------------------------------------
+    def run(self) -> None:
+        attempt = 0
+        while True:
+            batch, rejections = self._next_batch()
+            if batch is None:
+                break
+            try:
+                self._write(batch, rejections)
+                attempt = 0
+            except StoreUnavailable as exc:
+                self._put_back(batch, rejections)
+                attempt += 1
+                self._mark_down(exc)
+                if self._stopping and time.monotonic() >= self._flush_deadline:
+                    break
+                delay = self.backoff.compute(attempt)
+                if self._stopping:
+                    delay = min(delay, max(0.0, self._flush_deadline - time.monotonic()))
+                time.sleep(delay)
+            except Exception:
+                log.exception("unexpected failure writing a batch of %d; retrying", len(batch))
+                self._put_back(batch, rejections)
+                attempt += 1
+                time.sleep(self.backoff.compute(attempt))
+
+    def _next_batch(self) -> tuple[list[tuple[ErrorEvent, float]] | None, list[Rejection]]:
+        with self._cond:
+            while not self._events and not self._rejections:
+                if self._stopping:
+                    return None, []
+                self._cond.wait(0.5)
+            if self._events and not self._stopping:
+                deadline = self._events[0][1] + self.max_wait
+                while len(self._events) < self.max_rows and not self._stopping:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            take = min(self.max_rows, len(self._events))
+            batch = [self._events.popleft() for _ in range(take)]
+            rejections = list(self._rejections)
+            self._rejections.clear()
+            return batch, rejections
+
+    def _put_back(self, batch: list[tuple[ErrorEvent, float]], rejections: list[Rejection]) -> None:
+        with self._cond:
+            self._events.extendleft(reversed(batch))
+            self._rejections.extendleft(reversed(rejections))
+
+    def _write(self, batch: list[tuple[ErrorEvent, float]], rejections: list[Rejection]) -> None:
+        started = time.perf_counter()
+        if rejections:
+            self.store.write_rejections(rejections)
+            self.dead_letters_stored += len(rejections)
+            rejections.clear()  # written: a later failure must not write them twice
+        if batch:
+            result = self.store.write_batch([event for event, _ in batch])
+            if result.refused:
+                log.warning("the database refused %d of %d rows; they are dead-lettered",
+                            len(result.refused), len(batch))
+                try:
+                    self.store.write_rejections(result.refused)
+                    self.dead_letters_stored += len(result.refused)
+                except StoreUnavailable:
+                    # The good rows are committed; keep the refused ones to write later.
+                    with self._cond:
+                        self._rejections.extend(result.refused)
+            self.stored += result.inserted
+            self.duplicates += result.duplicates
+            self.refused += len(result.refused)
+            self.batches += 1
+            self.last_batch_rows = len(batch)
+        self.last_batch_seconds = time.perf_counter() - started
+        self.last_commit_at = datetime.now(UTC)
+        if self.store_ok is not True:
+            if self.store_down_since is not None:
+                log.warning("the store is back after %.1f s",
+                            (self.last_commit_at - self.store_down_since).total_seconds())
+            self.store_ok = True
+            self.store_down_since = None
+
+    def _mark_down(self, exc: StoreUnavailable) -> None:
+        self.last_error = str(exc)
+        if self.store_ok is not False:
+            self.store_down_since = datetime.now(UTC)
+            log.error("the store is unreachable; %d events wait in memory: %s",
+                      self.pending, exc)
+        self.store_ok = False

@@ -1,0 +1,354 @@
+"""Turn one raw pub/sub payload into an `ErrorEvent` or a `Rejection` (CONTRACT.md §1).
+
+The producer is another team's code: every input either becomes a normalised event or a
+rejection with a reason, and nothing here may raise on bad input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from queries.records import (
+    CATEGORIES,
+    COLUMN_LIMITS,
+    DEAD_LETTER_RAW_LIMIT,
+    ErrorEvent,
+    Rejection,
+)
+
+_CATEGORY_SET = frozenset(CATEGORIES) - {"unknown"}
+
+SEVERITY_ALIASES = {
+    "debug": "debug", "trace": "debug", "dbg": "debug", "verbose": "debug",
+    "info": "info", "information": "info", "informational": "info", "notice": "info",
+    "warning": "warning", "warn": "warning", "wrn": "warning",
+    "error": "error", "err": "error", "exception": "error", "failure": "error",
+    "critical": "critical", "crit": "critical", "fatal": "critical", "emergency": "critical",
+    "emerg": "critical", "alert": "critical", "severe": "critical",
+}
+# Python logging's numeric levels, which some producers send instead of names.
+_LEVEL_NUMBERS = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical"}
+
+ENVELOPE_EVENTS = frozenset({"error", "critical_error", "processing_error"})
+# Payload fields that become columns; any other payload field is kept in `context`.
+_PAYLOAD_COLUMNS = frozenset({
+    "error_id", "error_code", "error_type", "message", "error_message", "traceback",
+    "error_traceback", "severity", "category", "component", "operation", "symbol",
+    "context", "timestamp", "source",
+})
+_FULL_VALUE_LIMIT = 4096
+_DEFAULT_SOURCE = "TickStockPL"
+_NO_VALUE = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_message_bytes: int = 1024 * 1024
+    max_text_bytes: int = 64 * 1024
+
+
+def _dead_letter(raw: str, reason: str, received_at: datetime, size: int,
+                 error_id: str | None = None) -> Rejection:
+    text = raw.replace("\x00", "")
+    if len(text) > DEAD_LETTER_RAW_LIMIT:
+        text = _cut_utf8(text, DEAD_LETTER_RAW_LIMIT)
+    return Rejection(raw=text, reason=reason, received_at=received_at, error_id=error_id,
+                     raw_bytes=size)
+
+
+def _cut_utf8(text: str, max_bytes: int) -> str:
+    """Cut `text` to at most `max_bytes` of UTF-8 without splitting a character."""
+    if len(text) * 4 <= max_bytes:
+        return text
+    data = text.encode("utf-8", "replace")
+    if len(data) <= max_bytes:
+        return text
+    return data[:max_bytes].decode("utf-8", "ignore")
+
+
+def _decode(raw: bytes | str) -> tuple[str, int]:
+    if isinstance(raw, str):
+        return raw, len(raw.encode("utf-8", "replace"))
+    try:
+        return raw.decode("utf-8"), len(raw)
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace"), len(raw)
+
+
+def _parse(text: str) -> tuple[Any, str | None]:
+    """Parse JSON; orjson first (fast), the standard library for what orjson refuses.
+
+    orjson rejects integers beyond 64 bits and lone surrogates, both of which are valid
+    JSON; `json` accepts them (and NaN/Infinity, which are not JSON and are refused here).
+    """
+    try:
+        return orjson.loads(text), None
+    except orjson.JSONDecodeError:
+        pass
+    except RecursionError:
+        return None, "JSON nested too deeply"
+
+    def refuse_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not valid JSON")
+
+    try:
+        value = json.loads(text, parse_constant=refuse_constant)
+    except RecursionError:
+        return None, "JSON nested too deeply"
+    except ValueError as exc:
+        return None, f"not valid JSON: {exc}"
+    return _scrub(value), None
+
+
+def _scrub(value: Any) -> Any:
+    """Remove NULs and lone surrogates, which PostgreSQL text and JSONB cannot hold."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {_scrub(str(k)): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _as_text(value: Any) -> str | None:
+    """Text for a text column: numbers and booleans as written, lists and objects as JSON."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        return ", ".join(str(v) for v in value)
+    return _dumps(value)
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode("utf-8")
+    except TypeError:  # integers beyond 64 bits
+        return json.dumps(value, ensure_ascii=False)
+
+
+def _fit(name: str, value: str | None, context: dict[str, Any]) -> str | None:
+    """Cut a column value to its width, keeping the full value in context when short enough."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    limit = COLUMN_LIMITS[name]
+    if len(value) <= limit:
+        return value
+    if len(value) <= _FULL_VALUE_LIMIT:
+        context[f"full_{name}"] = value
+    return value[:limit]
+
+
+def _fold_severity(raw: Any, context: dict[str, Any]) -> str:
+    if raw is None or raw == "":
+        return "error"
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw in _LEVEL_NUMBERS:
+        return _LEVEL_NUMBERS[raw]
+    if isinstance(raw, str):
+        folded = SEVERITY_ALIASES.get(raw.strip().lower())
+        if folded is not None:
+            return folded
+    context["raw_severity"] = raw
+    return "error"
+
+
+def _fold_category(raw: Any, context: dict[str, Any]) -> str:
+    if raw is None or raw == "":
+        return "unknown"
+    if isinstance(raw, str):
+        folded = raw.strip().lower()
+        if folded in _CATEGORY_SET:
+            return folded
+    context["raw_category"] = raw
+    return "unknown"
+
+
+def parse_timestamp(raw: Any) -> datetime | None:
+    """ISO-8601 (no zone means UTC) or epoch seconds (milliseconds when implausibly large)."""
+    if raw is None or isinstance(raw, bool):
+        return None
+    if isinstance(raw, str):
+        text = raw.strip()
+        if not text:
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            try:
+                moment = datetime.fromisoformat(text.replace(" ", "T", 1) if " " in text[:11]
+                                                else text)
+            except ValueError:
+                return None
+            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        return _from_epoch(number)
+    if isinstance(raw, (int, float)):
+        return _from_epoch(float(raw))
+    return None
+
+
+def _from_epoch(number: float) -> datetime | None:
+    if not math.isfinite(number):
+        return None
+    if abs(number) >= 1e11:  # epoch milliseconds (1e11 s would be the year 5138)
+        number /= 1000.0
+    try:
+        return datetime.fromtimestamp(number, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def derive_error_id(document: dict[str, Any]) -> str:
+    """A stable id from the message's content, so that a re-sent copy is still one row."""
+    try:
+        canonical = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        canonical = json.dumps(document, sort_keys=True, ensure_ascii=False).encode(
+            "utf-8", "replace")
+    return "derived-" + hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def _error_id(raw: Any, document: dict[str, Any], context: dict[str, Any]) -> str:
+    text = _as_text(raw)
+    text = text.strip() if text else ""
+    if not text:
+        return derive_error_id(document)
+    limit = COLUMN_LIMITS["error_id"]
+    if len(text) <= limit:
+        return text
+    # Cutting an id could merge two errors into one row; a digest of the whole keeps them apart.
+    if len(text) <= _FULL_VALUE_LIMIT:
+        context["full_error_id"] = text
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return f"{text[: limit - 17]}~{digest}"
+
+
+def _flatten_envelope(document: dict[str, Any]) -> dict[str, Any]:
+    """Read an event envelope's fields from its payload; keep the envelope in context."""
+    payload = document["payload"]
+    flat: dict[str, Any] = {k: v for k, v in payload.items() if k in _PAYLOAD_COLUMNS}
+    context = payload.get("context")
+    context = dict(context) if isinstance(context, dict) else (
+        {} if context is None else {"value": context})
+    for key, value in payload.items():
+        if key not in _PAYLOAD_COLUMNS:
+            context.setdefault(key, value)
+    event = document.get("event")
+    for key in ("event", "version"):
+        if key in document:
+            context.setdefault(key, document[key])
+    flat["context"] = context
+    if "error_type" not in flat and "error_code" in payload:
+        flat["error_type"] = payload["error_code"]
+    if flat.get("severity") in (None, "") and event == "critical_error":
+        flat["severity"] = "critical"
+    for key in ("timestamp", "source", "error_id"):
+        if flat.get(key) in (None, "") and key in document:
+            flat[key] = document[key]
+    return flat
+
+
+def _first_present(*candidates: Any) -> Any:
+    for value in candidates:
+        if value is not _NO_VALUE and value is not None and value != "":
+            return value
+    return None
+
+
+def normalise(raw: bytes | str, received_at: datetime, limits: Limits = Limits()) -> (
+        ErrorEvent | Rejection):
+    """Normalise one payload as CONTRACT.md §1 says; never raises on bad input."""
+    text, size = _decode(raw)
+    if size > limits.max_message_bytes:
+        return _dead_letter(text, f"message of {size} bytes is larger than the limit of "
+                            f"{limits.max_message_bytes} bytes", received_at, size)
+    document, problem = _parse(text)
+    if problem is not None:
+        return _dead_letter(text, problem, received_at, size)
+    if not isinstance(document, dict):
+        kind = "an array" if isinstance(document, list) else type(document).__name__
+        return _dead_letter(text, f"JSON is {kind}, not an object", received_at, size)
+    if "\\u0000" in text:
+        document = _scrub(document)
+    try:
+        return _build(document, received_at, limits)
+    except Exception as exc:  # noqa: BLE001 - a rule we did not foresee must not stop the ingest
+        return _dead_letter(text, f"could not normalise: {type(exc).__name__}: {exc}",
+                            received_at, size)
+
+
+def _build(document: dict[str, Any], received_at: datetime, limits: Limits) -> ErrorEvent:
+    fields = _flatten_envelope(document) if isinstance(document.get("payload"), dict) \
+        else document
+    raw_context = fields.get("context", _NO_VALUE)
+    if raw_context is _NO_VALUE or raw_context is None:
+        context: dict[str, Any] = {}
+    elif isinstance(raw_context, dict):
+        context = dict(raw_context)
+    else:
+        context = {"value": raw_context}
+
+    get = fields.get
+    severity = _fold_severity(get("severity"), context)
+    category = _fold_category(get("category"), context)
+
+    timestamp_raw = get("timestamp")
+    timestamp = parse_timestamp(timestamp_raw)
+    if timestamp is None:
+        timestamp = received_at
+        if timestamp_raw is not None:
+            context["raw_timestamp"] = timestamp_raw
+
+    message = _as_text(_first_present(get("error_message", _NO_VALUE), get("message", _NO_VALUE)))
+    traceback = _as_text(_first_present(get("error_traceback", _NO_VALUE),
+                                        get("traceback", _NO_VALUE)))
+    message = _cut_utf8(message, limits.max_text_bytes) if message else ""
+    traceback = _cut_utf8(traceback, limits.max_text_bytes) if traceback else None
+
+    component = _fit("component", _as_text(_first_present(
+        context.get("component"), get("component"))), context)
+    operation = _fit("operation", _as_text(_first_present(
+        context.get("operation"), get("operation"))), context)
+    symbol = _fit("symbol", _as_text(_first_present(
+        context.get("symbol"), get("symbol"))), context)
+    error_type = _fit("error_type", _as_text(get("error_type")), context)
+    source = _fit("source", _as_text(get("source")), context) or _DEFAULT_SOURCE
+
+    return ErrorEvent(
+        error_id=_error_id(get("error_id"), document, context),
+        error_type=error_type,
+        error_message=message,
+        error_traceback=traceback,
+        severity=severity,
+        category=category,
+        source=source,
+        component=component,
+        operation=operation,
+        symbol=symbol.upper() if symbol else None,
+        context=context,
+        timestamp=timestamp,
+        received_at=received_at,
+    )

@@ -1,0 +1,125 @@
+"""The thread between the reader and the writer: normalise, log, keep the latest, hand on.
+
+It takes payloads from the inbox in chunks, so its per-message cost is normalisation and
+little else. When the writer's backlog passes its bound (the database is away for long), it
+stops taking from the inbox; the inbox then fills and its overflow is counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from ingest.batch_writer import BatchWriter
+from ingest.file_log import write_event, write_rejection
+from ingest.inbox import Inbox
+from ingest.normalise import Limits, normalise
+from ingest.ring_buffer import RingBuffer
+from queries.records import SEVERITY_RANK, ErrorEvent, Rejection
+
+log = logging.getLogger(__name__)
+
+EventListener = Callable[[Sequence[ErrorEvent]], None]
+
+
+class Pipeline(threading.Thread):
+    def __init__(
+        self,
+        inbox: Inbox,
+        writer: BatchWriter,
+        ring: RingBuffer,
+        limits: Limits,
+        store_min_severity: str = "warning",
+        error_log: logging.Logger | None = None,
+        max_backlog: int = 200_000,
+        chunk: int = 2000,
+    ) -> None:
+        super().__init__(name="ingest-pipeline", daemon=True)
+        self.inbox = inbox
+        self.writer = writer
+        self.ring = ring
+        self.limits = limits
+        self.min_rank = SEVERITY_RANK[store_min_severity]
+        self.error_log = error_log
+        self.max_backlog = max_backlog
+        self.chunk = chunk
+        self.listeners: list[EventListener] = []
+        self._stop_event = threading.Event()
+        # Written by this thread only; read by the status views.
+        self.processed = 0
+        self.accepted = 0
+        self.rejected = 0
+        self.log_only = 0
+        self.by_severity: dict[str, int] = dict.fromkeys(SEVERITY_RANK, 0)
+
+    def add_listener(self, listener: EventListener) -> None:
+        """`listener(events)` is called with each chunk of accepted events, on this thread."""
+        self.listeners.append(listener)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Process what the inbox holds, then end the thread."""
+        self._stop_event.set()
+        self.inbox.wake()
+        if self.is_alive():
+            self.join(timeout)
+
+    def run(self) -> None:
+        while True:
+            stopping = self._stop_event.is_set()
+            if self.writer.pending >= self.max_backlog and not stopping:
+                time.sleep(0.05)
+                continue
+            items = self.inbox.take(self.chunk, timeout=0.2)
+            if not items:
+                if stopping:
+                    break
+                continue
+            try:
+                self.process(items)
+            except Exception:
+                log.exception("pipeline failed on a chunk of %d messages", len(items))
+
+    def process(self, items: Sequence[tuple[bytes, float]]) -> None:
+        """Normalise a chunk of (payload, received time) and hand it on."""
+        accepted: list[ErrorEvent] = []
+        rejected: list[Rejection] = []
+        limits = self.limits
+        min_rank = self.min_rank
+        error_log = self.error_log
+        by_severity = self.by_severity
+        last_received = None
+        received_at = None
+        for payload, received in items:
+            if received != last_received:
+                received_at = datetime.fromtimestamp(received, UTC)
+                last_received = received
+            result = normalise(payload, received_at, limits)  # type: ignore[arg-type]
+            if isinstance(result, Rejection):
+                rejected.append(result)
+                if error_log is not None:
+                    write_rejection(error_log, result)
+                continue
+            by_severity[result.severity] += 1
+            if error_log is not None:
+                write_event(error_log, result)
+            if SEVERITY_RANK[result.severity] >= min_rank:
+                accepted.append(result)
+            else:
+                self.log_only += 1
+        self.processed += len(items)
+        self.accepted += len(accepted)
+        self.rejected += len(rejected)
+        if rejected:
+            log.warning("rejected %d malformed messages (first: %s)", len(rejected),
+                        rejected[0].reason)
+        self.writer.submit(accepted, rejected)
+        if accepted:
+            self.ring.extend(accepted)
+            for listener in self.listeners:
+                try:
+                    listener(accepted)
+                except Exception:
+                    log.exception("listener %r failed", listener)

@@ -1,0 +1,162 @@
+"""The ingest as one object: reader, pipeline and writer wired together, with one status.
+
+`app.py` builds it from the settings; tests build it with their own channel and database.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from ingest.batch_writer import BatchWriter
+from ingest.file_log import close_error_log, open_error_log
+from ingest.inbox import Inbox
+from ingest.normalise import Limits
+from ingest.pipeline import Pipeline
+from ingest.ring_buffer import RingBuffer
+from ingest.subscriber import Subscriber
+from queries.records import iso_utc
+from queries.store import ErrorStore
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ListeningState:
+    """What the monitor itself can see: enough for the health rule's `unknown`."""
+
+    subscribed: bool
+    store_ok: bool
+    not_listening_since: datetime | None
+    last_message_at: datetime | None
+
+
+class IngestService:
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.started_at = datetime.now(UTC)
+        self.ring = RingBuffer(settings.ring_buffer_size)
+        self.inbox = Inbox(settings.queue_max_messages)
+        self.error_log = (
+            open_error_log(settings.log_file_path, settings.log_file_max_size,
+                           settings.log_file_backup_count)
+            if settings.log_file_enabled else None)
+        self.writer = BatchWriter(ErrorStore(engine), max_rows=settings.batch_max_rows,
+                                  max_wait=settings.batch_max_wait_ms / 1000.0)
+        self.pipeline = Pipeline(
+            self.inbox, self.writer, self.ring,
+            Limits(settings.max_message_bytes, settings.max_text_bytes),
+            store_min_severity=settings.store_min_severity,
+            error_log=self.error_log,
+            max_backlog=settings.queue_max_messages,
+            chunk=min(2000, settings.batch_max_rows))
+        self.subscriber = Subscriber(settings.redis_url, settings.error_channel, self.inbox.put,
+                                     health_check_interval=settings.redis_health_check_interval)
+        self._started = False
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.writer.start()
+        self.pipeline.start()
+        self.subscriber.start()
+        log.info("ingest started: channel %s on %s", self.settings.error_channel,
+                 _redact(self.settings.redis_url))
+
+    def stop(self) -> None:
+        """Stop reading, then process and store everything already received."""
+        if not self._started:
+            return
+        self.subscriber.stop()
+        self.pipeline.stop()
+        self.writer.stop()
+        if self.error_log is not None:
+            close_error_log(self.error_log)
+        self._started = False
+        log.info("ingest stopped: %s", self.counters())
+
+    def listening_state(self) -> ListeningState:
+        return ListeningState(
+            subscribed=self.subscriber.subscribed,
+            store_ok=self.writer.store_ok is not False,
+            not_listening_since=self.subscriber.not_listening_since,
+            last_message_at=self.subscriber.last_message_time(),
+        )
+
+    def monitor_summary(self) -> dict[str, Any]:
+        """The short form of what the monitor sees, for the health answer and the navbar."""
+        state = self.listening_state()
+        return {
+            "subscribed": state.subscribed,
+            "storeOk": state.store_ok,
+            "notListeningSince": iso_utc(state.not_listening_since)
+            if state.not_listening_since else None,
+            "lastMessageAt": iso_utc(state.last_message_at) if state.last_message_at else None,
+            "channel": self.settings.error_channel,
+        }
+
+    def counters(self) -> dict[str, int]:
+        """Counts since start. received = processed + queued + overflowed, and
+        processed = accepted + rejected + log_only; accepted = stored + duplicate + refused
+        + pending_write."""
+        return {
+            "received": self.subscriber.received,
+            "queued": len(self.inbox),
+            "overflowed": self.subscriber.overflowed,
+            "processed": self.pipeline.processed,
+            "accepted": self.pipeline.accepted,
+            "rejected": self.pipeline.rejected,
+            "log_only": self.pipeline.log_only,
+            "stored": self.writer.stored,
+            "duplicate": self.writer.duplicates,
+            "refused": self.writer.refused,
+            "pending_write": self.writer.pending,
+            "dead_letters_stored": self.writer.dead_letters_stored,
+            "reconnects": self.subscriber.reconnects,
+            "batches": self.writer.batches,
+        }
+
+    def status(self) -> dict[str, Any]:
+        sub = self.subscriber
+        writer = self.writer
+        last = sub.last_message_time()
+
+        def when(moment: datetime | None) -> str | None:
+            return iso_utc(moment) if moment else None
+
+        return {
+            "startedAt": when(self.started_at),
+            "channel": self.settings.error_channel,
+            "subscribed": sub.subscribed,
+            "subscribedSince": when(sub.subscribed_since),
+            "notListeningSince": when(sub.not_listening_since),
+            "lastRedisError": sub.last_error,
+            "lastMessageAt": when(last),
+            "storeOk": writer.store_ok,
+            "storeDownSince": when(writer.store_down_since),
+            "lastStoreError": writer.last_error,
+            "lastCommitAt": when(writer.last_commit_at),
+            "lastBatchRows": writer.last_batch_rows,
+            "lastBatchSeconds": round(writer.last_batch_seconds, 4),
+            "ringBuffer": {"size": len(self.ring), "capacity": self.ring.capacity,
+                           "lastSeq": self.ring.last_seq},
+            "counters": self.counters(),
+            "gaps": [{"from": when(start), "to": when(end), "reason": reason}
+                     for start, end, reason in sub.gaps[-20:]],
+        }
+
+
+def _redact(url: str) -> str:
+    """A URL without its password, for logs."""
+    if "@" not in url or "//" not in url:
+        return url
+    scheme, rest = url.split("//", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}//{user + ':***' if ':' in creds else user}@{host}"

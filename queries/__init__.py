@@ -1,0 +1,1 @@
+"""The database: schema, engine, the batched insert, the reads the UI and API make."""

@@ -1,0 +1,97 @@
+"""The reads the API and dashboard make; plain dicts out, never ORM objects."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from queries.records import iso_utc
+from queries.schema import error_logs
+
+SHOWN_SEVERITIES = ("warning", "error", "critical")
+_SUMMARY_COLUMNS = (
+    error_logs.c.error_id, error_logs.c.error_type, error_logs.c.error_message,
+    error_logs.c.severity, error_logs.c.category, error_logs.c.symbol,
+    error_logs.c.component, error_logs.c.timestamp,
+)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.error_id,
+        "type": row.error_type,
+        "message": row.error_message,
+        "severity": row.severity,
+        "category": row.category,
+        "symbol": row.symbol,
+        "component": row.component,
+        "timestamp": iso_utc(as_utc(row.timestamp)),
+    }
+
+
+def recent_errors(engine: Engine, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest `limit` stored errors, newest first."""
+    query = select(*_SUMMARY_COLUMNS).order_by(error_logs.c.timestamp.desc()).limit(limit)
+    with engine.connect() as conn:
+        return [_summary(row) for row in conn.execute(query)]
+
+
+def error_statistics(engine: Engine, hours: int, now: datetime | None = None) -> dict[str, Any]:
+    """Counts by severity and by category over the last `hours` hours."""
+    since = (now or datetime.now(UTC)) - timedelta(hours=hours)
+    in_range = error_logs.c.timestamp >= since
+    by_severity = dict.fromkeys(SHOWN_SEVERITIES, 0)
+    by_category: dict[str, int] = {}
+    with engine.connect() as conn:
+        for severity, count in conn.execute(
+                select(error_logs.c.severity, func.count()).where(in_range)
+                .group_by(error_logs.c.severity)):
+            by_severity[severity] = count
+        for category, count in conn.execute(
+                select(error_logs.c.category, func.count()).where(in_range)
+                .group_by(error_logs.c.category).order_by(func.count().desc())):
+            by_category[category] = count
+    return {
+        "timeRange": f"last_{hours}_hours",
+        "bySeverity": by_severity,
+        "byCategory": by_category,
+        "total": sum(by_severity.values()),
+    }
+
+
+def serious_counts(engine: Engine, since: datetime) -> tuple[int, int]:
+    """(critical, error) counts since `since`; served by the partial index on recent rows."""
+    query = (select(error_logs.c.severity, func.count())
+             .where(error_logs.c.timestamp >= since,
+                    error_logs.c.severity.in_(("critical", "error")))
+             .group_by(error_logs.c.severity))
+    with engine.connect() as conn:
+        counts = dict(conn.execute(query).all())
+    return counts.get("critical", 0), counts.get("error", 0)
+
+
+def get_error(engine: Engine, error_id: str) -> dict[str, Any] | None:
+    """One stored error in full, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(error_logs).where(error_logs.c.error_id == error_id)).first()
+    if row is None:
+        return None
+    full = _summary(row)
+    full.update({
+        "uuid": str(row.id),
+        "traceback": row.error_traceback,
+        "operation": row.operation,
+        "source": row.source,
+        "context": row.context,
+        "createdAt": iso_utc(as_utc(row.created_at)),
+    })
+    return full

@@ -1,0 +1,244 @@
+"""The batched write path: one COPY (PostgreSQL) or one executemany (SQLite) per batch.
+
+`ON CONFLICT (error_id) DO NOTHING` makes duplicates and replays harmless. A row the database
+refuses does not sink its batch: the batch is split until the refused rows are found, those
+are returned as rejections, and the rest is stored.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+import psycopg2
+from sqlalchemy.engine import Engine
+
+from queries.records import ErrorEvent, Rejection
+from queries.schema import INSERT_COLUMNS
+
+_COLS = ", ".join(INSERT_COLUMNS)
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+# SQLSTATE classes of an unreachable or unwilling server: connection exception, insufficient
+# resources, operator intervention (shutdown, crash recovery).
+_PG_OUTAGE_CLASSES = frozenset({"08", "53", "57"})
+
+
+class StoreUnavailable(RuntimeError):
+    """The database cannot be reached (or is locked); the batch was not written, retry later."""
+
+
+@dataclass
+class BatchResult:
+    inserted: int = 0
+    duplicates: int = 0
+    refused: list[Rejection] = field(default_factory=list)
+
+
+def sqlite_time(moment: datetime) -> str:
+    """How SQLAlchemy stores a DateTime on SQLite: naive text, here always in UTC."""
+    return moment.astimezone(UTC).strftime(_SQLITE_TIME)
+
+
+def _context_json(event: ErrorEvent) -> str:
+    try:
+        return orjson.dumps(event.context).decode("utf-8")
+    except TypeError:  # integers beyond 64 bits
+        return json.dumps(event.context, ensure_ascii=False)
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """Errors that mean "the database is away", as opposed to "this data is refused".
+
+    A missing table counts as away too: dead-lettering every row because someone dropped
+    the table would bury good errors; the writer retries and says so instead.
+    """
+    if isinstance(exc, psycopg2.Error):
+        code = exc.pgcode
+        if code is None:  # raised by the client: no connection, or it broke
+            return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
+        return code[:2] in _PG_OUTAGE_CLASSES or code == "42P01"
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        return any(word in text for word in (
+            "locked", "unable to open", "disk i/o", "busy", "no such table", "readonly"))
+    return False
+
+
+class ErrorStore:
+    """Writes batches of events and dead letters; one instance per writer thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._conn = None  # the writer's own DBAPI connection, kept between batches
+        self._staging_ready = False
+
+    # -- connection ---------------------------------------------------------------------
+    def _connection(self):  # type: ignore[no-untyped-def]
+        if self._conn is None:
+            try:
+                self._conn = self.engine.raw_connection()
+            except Exception as exc:
+                raise StoreUnavailable(f"cannot connect to the database: {exc}") from exc
+            self._staging_ready = False
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.invalidate()
+            except Exception:  # noqa: BLE001 - the connection is broken anyway
+                pass
+            self._conn = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._conn = None
+
+    def ping(self) -> bool:
+        try:
+            conn = self._connection()
+            cur = conn.cursor()
+            cur.execute("SELECT 1")
+            cur.fetchall()
+            cur.close()
+            conn.rollback()
+            return True
+        except Exception:  # noqa: BLE001
+            self._drop_connection()
+            return False
+
+    # -- errors -------------------------------------------------------------------------
+    def write_batch(self, events: Sequence[ErrorEvent]) -> BatchResult:
+        """Store `events` (duplicates skipped); raises StoreUnavailable if the database is away."""
+        if not events:
+            return BatchResult()
+        try:
+            inserted = self._insert(events)
+            return BatchResult(inserted=inserted, duplicates=len(events) - inserted)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            if _is_outage(exc):
+                self._drop_connection()
+                raise StoreUnavailable(
+                    f"could not store batch of {len(events)} (first id {events[0].error_id}): "
+                    f"{exc}".strip()) from exc
+            return self._split(events, exc)
+
+    def _split(self, events: Sequence[ErrorEvent], exc: Exception) -> BatchResult:
+        """The database refused the batch: find the refused rows by halving."""
+        if len(events) == 1:
+            event = events[0]
+            reason = f"refused by the database: {type(exc).__name__}: {exc}".strip()
+            return BatchResult(refused=[Rejection(
+                raw=_event_as_json(event), reason=reason[:2000],
+                received_at=event.received_at, error_id=event.error_id)])
+        middle = len(events) // 2
+        result = BatchResult()
+        for part in (events[:middle], events[middle:]):
+            sub = self.write_batch(part)
+            result.inserted += sub.inserted
+            result.duplicates += sub.duplicates
+            result.refused.extend(sub.refused)
+        return result
+
+    def _insert(self, events: Sequence[ErrorEvent]) -> int:
+        conn = self._connection()
+        try:
+            if self.dialect == "postgresql":
+                inserted = self._copy_postgres(conn, events)
+            else:
+                inserted = self._insert_sqlite(conn, events)
+            conn.commit()
+            return inserted
+        except Exception:
+            try:
+                conn.rollback()
+            except Exception:  # noqa: BLE001 - a dead connection cannot roll back
+                self._drop_connection()
+            raise
+
+    def _copy_postgres(self, conn, events: Sequence[ErrorEvent]) -> int:  # type: ignore[no-untyped-def]
+        cur = conn.cursor()
+        if not self._staging_ready:
+            cur.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS error_logs_staging "
+                "(LIKE error_logs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+            self._staging_ready = True
+        buffer = io.StringIO()
+        # QUOTE_NONNUMERIC quotes every string, so NULL (unquoted empty) and '' stay apart.
+        writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+        writer.writerows(
+            (e.error_id, e.error_type, e.error_message, e.error_traceback, e.severity,
+             e.category, e.source, e.component, e.operation, e.symbol, _context_json(e),
+             e.timestamp.isoformat())
+            for e in events)
+        buffer.seek(0)
+        cur.copy_expert(f"COPY error_logs_staging ({_COLS}) FROM STDIN WITH (FORMAT csv)", buffer)
+        cur.execute(
+            f"INSERT INTO error_logs ({_COLS}) SELECT {_COLS} FROM error_logs_staging "
+            "ON CONFLICT (error_id) DO NOTHING")
+        inserted = cur.rowcount
+        cur.close()
+        return inserted
+
+    def _insert_sqlite(self, conn, events: Sequence[ErrorEvent]) -> int:  # type: ignore[no-untyped-def]
+        raw = conn.driver_connection
+        before = raw.total_changes
+        cur = conn.cursor()
+        cur.executemany(
+            f"INSERT INTO error_logs (id, {_COLS}) VALUES (?{', ?' * len(INSERT_COLUMNS)}) "
+            "ON CONFLICT (error_id) DO NOTHING",
+            [(uuid.uuid4().hex, e.error_id, e.error_type, e.error_message, e.error_traceback,
+              e.severity, e.category, e.source, e.component, e.operation, e.symbol,
+              _context_json(e), sqlite_time(e.timestamp)) for e in events])
+        cur.close()
+        return raw.total_changes - before
+
+    # -- dead letters -------------------------------------------------------------------
+    def write_rejections(self, rejections: Sequence[Rejection]) -> None:
+        """Store dead letters; raises StoreUnavailable if the database is away."""
+        if not rejections:
+            return
+        conn = self._connection()
+        marker = "%s" if self.dialect == "postgresql" else "?"
+        to_time = (lambda m: m) if self.dialect == "postgresql" else sqlite_time
+        try:
+            cur = conn.cursor()
+            cur.executemany(
+                "INSERT INTO rejected_messages (received_at, reason, error_id, raw_bytes, raw) "
+                f"VALUES ({', '.join([marker] * 5)})",
+                [(to_time(r.received_at), r.reason.replace("\x00", ""), r.error_id,
+                  r.raw_bytes, r.raw.replace("\x00", "")) for r in rejections])
+            cur.close()
+            conn.commit()
+        except Exception as exc:
+            try:
+                conn.rollback()
+            except Exception:  # noqa: BLE001
+                pass
+            self._drop_connection()
+            raise StoreUnavailable(
+                f"could not store {len(rejections)} rejected messages: {exc}") from exc
+
+
+def _event_as_json(event: ErrorEvent) -> str:
+    return orjson.dumps({
+        "error_id": event.error_id, "error_type": event.error_type,
+        "error_message": event.error_message, "error_traceback": event.error_traceback,
+        "severity": event.severity, "category": event.category, "source": event.source,
+        "component": event.component, "operation": event.operation, "symbol": event.symbol,
+        "context": event.context, "timestamp": event.timestamp.isoformat(),
+    }, default=str).decode("utf-8", "replace")

@@ -1,0 +1,117 @@
+"""The monitor's settings: one frozen object read from the environment and an optional `.env`.
+
+Nothing else in the project reads `os.environ`; every piece is handed the values it needs.
+The names, defaults and meanings are listed in CONTRACT.md §3 and `.env.example`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+SEVERITY_ORDER = ("debug", "info", "warning", "error", "critical")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the monitor cannot use; the message names it and says why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    error_channel: str = "tickstock:errors"
+    database_url: str = "sqlite:///data/errors.db"
+    host: str = "127.0.0.1"
+    port: int = 8050
+    log_file_enabled: bool = False
+    log_file_path: str = "logs/tickstock_errors.log"
+    log_file_max_size: int = 10 * 1024 * 1024
+    log_file_backup_count: int = 5
+    store_min_severity: str = "warning"
+    retention_days: int = 30
+    spool_dir: str = "data/spool"
+    alert_webhook_url: str = ""
+    admin_username: str = ""
+    admin_password: str = ""
+    api_token: str = ""
+    ring_buffer_size: int = 2000
+    max_message_bytes: int = 1024 * 1024
+    max_text_bytes: int = 64 * 1024
+    queue_max_messages: int = 200_000
+    batch_max_rows: int = 5000
+    batch_max_wait_ms: int = 100
+    redis_health_check_interval: int = 10
+    ingest_enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.store_min_severity not in SEVERITY_ORDER:
+            raise SettingsError(
+                f"STORE_MIN_SEVERITY must be one of {', '.join(SEVERITY_ORDER)}, "
+                f"got {self.store_min_severity!r}"
+            )
+        if not 1 <= self.port <= 65535:
+            raise SettingsError(f"PORT must be from 1 to 65535, got {self.port}")
+        for name in ("ring_buffer_size", "max_message_bytes", "max_text_bytes",
+                     "queue_max_messages", "batch_max_rows", "batch_max_wait_ms",
+                     "log_file_max_size", "retention_days"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name.upper()} must be at least 1, got {getattr(self, name)}")
+        if self.log_file_backup_count < 0:
+            raise SettingsError("LOG_FILE_BACKUP_COUNT must not be negative")
+        if not self.error_channel:
+            raise SettingsError("ERROR_CHANNEL must not be empty")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """DATABASE_URL as SQLAlchemy wants it: `postgres://` is an old alias it no longer takes."""
+        url = self.database_url
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url[len("postgres://"):]
+        return url
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _convert(name: str, raw: str, kind: type) -> object:
+    raw = raw.strip()
+    if kind is bool:
+        low = raw.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    return raw
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+) -> Settings:
+    """Read settings from `environ` (default: the process environment) over an optional `.env`.
+
+    The environment wins over the file, so a deployment can override what a `.env` says.
+    """
+    values: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    kinds = {"int": int, "bool": bool, "str": str}
+    kwargs: dict[str, object] = {}
+    for field in fields(Settings):
+        env_name = field.name.upper()
+        if env_name in values:
+            kwargs[field.name] = _convert(env_name, values[env_name], kinds[str(field.type)])
+    if "store_min_severity" in kwargs:
+        kwargs["store_min_severity"] = str(kwargs["store_min_severity"]).lower()
+    return Settings(**kwargs)  # type: ignore[arg-type]
