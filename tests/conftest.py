@@ -1,0 +1,145 @@
+"""Shared fixtures: a private PostgreSQL database per run, private channels per test.
+
+The tests talk to the real servers the machine runs (PostgreSQL on 127.0.0.1:5432, Redis on
+127.0.0.1:6379), overridable with TEST_PG_ADMIN_URL and TEST_REDIS_URL.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg2
+import pytest
+import redis
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from queries.engine import make_engine
+from queries.schema import create_schema, metadata
+from settings import Settings
+
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def pytest_setup_options():  # type: ignore[no-untyped-def]
+    """Chromium flags for dash[testing]'s browser fixtures on a closed, headless machine."""
+    from selenium.webdriver.chrome.options import Options
+
+    options = Options()
+    for flag in ("--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--window-size=1400,1000"):
+        options.add_argument(flag)
+    return options
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database made for this test run, dropped at its end."""
+    name = f"tsem_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(PG_ADMIN_URL)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.close()
+
+
+def fresh_schema(engine: Engine) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        else:
+            metadata.drop_all(conn)
+    create_schema(engine)
+
+
+@pytest.fixture
+def pg_engine(pg_url: str) -> Iterator[Engine]:
+    """An engine on the run's PostgreSQL database with empty tables."""
+    engine = make_engine(pg_url)
+    fresh_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/errors.db"
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test using it runs once on PostgreSQL and once on SQLite, on empty tables."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        engine = make_engine(url)
+        fresh_schema(engine)
+        engine.dispose()
+        yield url
+    else:
+        yield f"sqlite:///{tmp_path}/errors.db"
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    create_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def channel() -> str:
+    """A channel name no other test (or run) uses."""
+    return f"test:{uuid.uuid4().hex}:errors"
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, channel: str) -> Callable[..., Settings]:
+    """Settings for a test: its own channel, SQLite file, log file and spool folder."""
+
+    def build(**overrides: object) -> Settings:
+        base = Settings(
+            redis_url=REDIS_URL,
+            error_channel=channel,
+            database_url=f"sqlite:///{tmp_path}/errors.db",
+            log_file_path=str(tmp_path / "logs" / "errors.log"),
+            spool_dir=str(tmp_path / "spool"),
+            redis_health_check_interval=2,
+        )
+        return replace(base, **overrides)  # type: ignore[arg-type]
+
+    return build
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0,
+             interval: float = 0.05, message: str = "condition") -> object:
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)

@@ -1,0 +1,37 @@
+"""From a PUBLISH on the channel to a row in the store, through the real ingest threads."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from ingest.service import IngestService
+from queries.schema import error_logs, rejected_messages
+from tests.conftest import wait_for
+from tests.factories import payload
+
+
+def _count(engine, table) -> int:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_published_errors_are_stored_and_malformed_ones_dead_lettered(
+        engine, db_url, make_settings, redis_client, channel):  # type: ignore[no-untyped-def]
+    ingest = IngestService(make_settings(database_url=db_url), engine)
+    ingest.start()
+    try:
+        wait_for(lambda: ingest.subscriber.subscribed, message="subscription")
+        for i in range(50):
+            redis_client.publish(channel, payload(error_id=f"e2e-{i}"))
+        redis_client.publish(channel, b"{not json")
+        redis_client.publish(channel, payload(error_id="e2e-0"))  # a re-sent copy
+        wait_for(lambda: ingest.counters()["stored"] == 50
+                 and ingest.counters()["duplicate"] == 1, message="50 stored, 1 duplicate")
+    finally:
+        ingest.stop()
+    assert _count(engine, error_logs) == 50
+    assert _count(engine, rejected_messages) == 1
+    counters = ingest.counters()
+    assert counters["received"] == 52
+    assert counters["rejected"] == 1
+    assert len(ingest.ring.since(0)) == 50
