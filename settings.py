@@ -45,7 +45,6 @@ class Settings:
     batch_max_rows: int = 5000
     batch_max_wait_ms: int = 100
     redis_health_check_interval: int = 10
-    ingest_enabled: bool = True
 
     def __post_init__(self) -> None:
         if self.store_min_severity not in SEVERITY_ORDER:

@@ -83,6 +83,11 @@ def create_api_blueprint(engine: Engine, live: LiveView) -> Blueprint:
             return jsonify({"error": f"no error with id {error_id[:200]!r}"}), 404
         return jsonify(found)
 
+    # Dash answers every unknown path with its page; under /api a client wants a JSON 404.
+    @api.get("/<path:rest>")
+    def unknown(rest: str):  # type: ignore[no-untyped-def]
+        return jsonify({"error": f"no API route /api/{rest[:200]}"}), 404
+
     return api
 
 

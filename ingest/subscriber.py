@@ -79,7 +79,9 @@ class Subscriber(threading.Thread):
                 log.exception("subscriber failed unexpectedly; restarting it")
                 attempt += 1
                 self._stop_event.wait(self.backoff.compute(attempt))
-        self._mark_unsubscribed("stopped")
+        # A requested stop is not a gap in listening; only losses are recorded as gaps.
+        self.subscribed = False
+        self.subscribed_since = None
 
     def _listen(self) -> None:
         client = redis.Redis.from_url(

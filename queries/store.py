@@ -164,6 +164,8 @@ class ErrorStore:
             conn.commit()
             return inserted
         except Exception:
+            # A staging table made in this transaction is gone with its rollback.
+            self._staging_ready = False
             try:
                 conn.rollback()
             except Exception:  # noqa: BLE001 - a dead connection cannot roll back

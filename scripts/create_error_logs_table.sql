@@ -1,0 +1,40 @@
+-- TickStock Error Monitor: the store's schema on PostgreSQL (13 or newer), for creating it by
+-- hand: psql "$DATABASE_URL" -f scripts/create_error_logs_table.sql
+-- The monitor creates the same tables itself on start (queries/schema.py); keep both in step.
+
+CREATE TABLE IF NOT EXISTS error_logs (
+    id              UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    error_id        VARCHAR(255) NOT NULL UNIQUE,
+    error_type      VARCHAR(255),
+    error_message   TEXT NOT NULL DEFAULT '',
+    error_traceback TEXT,
+    severity        VARCHAR(16) NOT NULL,
+    category        VARCHAR(32) NOT NULL,
+    source          VARCHAR(100) NOT NULL DEFAULT 'TickStockPL',
+    component       VARCHAR(255),
+    operation       VARCHAR(255),
+    symbol          VARCHAR(64),
+    context         JSONB NOT NULL,
+    "timestamp"     TIMESTAMP WITH TIME ZONE NOT NULL,
+    created_at      TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now()
+);
+
+CREATE INDEX IF NOT EXISTS idx_error_logs_timestamp  ON error_logs ("timestamp");
+CREATE INDEX IF NOT EXISTS idx_error_logs_severity   ON error_logs (severity);
+CREATE INDEX IF NOT EXISTS idx_error_logs_category   ON error_logs (category);
+CREATE INDEX IF NOT EXISTS idx_error_logs_symbol     ON error_logs (symbol);
+CREATE INDEX IF NOT EXISTS idx_error_logs_error_type ON error_logs (error_type);
+-- The health check and the alert rules look at recent serious errors only.
+CREATE INDEX IF NOT EXISTS idx_error_logs_recent_serious ON error_logs ("timestamp")
+    WHERE severity IN ('critical', 'error');
+
+-- Messages that could not be stored as errors (not JSON, too large, refused by the database).
+CREATE TABLE IF NOT EXISTS rejected_messages (
+    id          BIGSERIAL PRIMARY KEY,
+    received_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    reason      TEXT NOT NULL,
+    error_id    VARCHAR(255),
+    raw_bytes   INTEGER NOT NULL DEFAULT 0,
+    raw         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_rejected_messages_received_at ON rejected_messages (received_at);

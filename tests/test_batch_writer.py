@@ -1,0 +1,73 @@
+"""The writer thread: small batches soon, floods in large batches, outages retried."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import func, select
+
+from ingest.batch_writer import BatchWriter
+from queries.engine import make_engine
+from queries.schema import create_schema, error_logs
+from queries.store import ErrorStore
+from tests.conftest import wait_for
+from tests.factories import event
+
+
+def _count(engine) -> int:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(error_logs)).scalar_one()
+
+
+def test_a_single_event_is_stored_well_within_a_second(engine):  # type: ignore[no-untyped-def]
+    writer = BatchWriter(ErrorStore(engine), max_rows=5000, max_wait=0.1)
+    writer.start()
+    try:
+        started = time.monotonic()
+        writer.submit([event()])
+        wait_for(lambda: writer.stored == 1, timeout=2)
+        assert time.monotonic() - started < 0.5
+    finally:
+        writer.stop()
+    assert _count(engine) == 1
+
+
+def test_a_flood_is_written_in_large_batches(engine):  # type: ignore[no-untyped-def]
+    writer = BatchWriter(ErrorStore(engine), max_rows=2000, max_wait=0.2)
+    for start in range(0, 20000, 500):
+        writer.submit([event(error_id=f"f{i}") for i in range(start, start + 500)])
+    writer.start()
+    try:
+        wait_for(lambda: writer.stored == 20000, timeout=30)
+    finally:
+        writer.stop()
+    assert writer.batches <= 12  # 20,000 rows at up to 2,000 a batch
+    assert _count(engine) == 20000
+
+
+def test_stop_flushes_everything_pending(engine):  # type: ignore[no-untyped-def]
+    writer = BatchWriter(ErrorStore(engine), max_rows=100, max_wait=5.0)
+    writer.start()
+    writer.submit([event(error_id=f"s{i}") for i in range(250)])
+    writer.stop()
+    assert writer.pending == 0
+    assert _count(engine) == 250
+
+
+def test_events_wait_while_the_store_is_missing_and_are_written_when_it_is_back(
+        tmp_path):  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path}/later.db"
+    engine = make_engine(url)  # no tables yet: every write fails as an outage
+    writer = BatchWriter(ErrorStore(engine), max_rows=100, max_wait=0.05)
+    writer.start()
+    try:
+        writer.submit([event(error_id=f"w{i}") for i in range(30)])
+        wait_for(lambda: writer.store_ok is False, message="the writer to see the outage")
+        assert writer.pending == 30 and writer.stored == 0
+        create_schema(engine)
+        wait_for(lambda: writer.stored == 30, timeout=20, message="the retry to store all")
+        assert writer.store_ok is True
+    finally:
+        writer.stop()
+    assert _count(engine) == 30
+    engine.dispose()
