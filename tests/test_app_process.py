@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -41,7 +42,7 @@ def app_env(tmp_path, channel, db_url):  # type: ignore[no-untyped-def]
 
 
 def _start(env, tmp_path):  # type: ignore[no-untyped-def]
-    log = open(tmp_path / "app.log", "w+")  # noqa: SIM115 - closed by the caller
+    log = open(tmp_path / "app.log", "w+")  # closed by the caller
     process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=tmp_path, env=env,
                                stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{env['PORT']}"
@@ -80,7 +81,7 @@ def test_sigterm_flushes_everything_received(app_env, tmp_path, redis_client):  
     # A long batch wait keeps rows pending, so only the clean stop can write them.
     app_env["BATCH_MAX_WAIT_MS"] = "60000"
     app_env["BATCH_MAX_ROWS"] = "100000"
-    process, log, base = _start(app_env, tmp_path)
+    process, log, _ = _start(app_env, tmp_path)
     for i in range(3000):
         redis_client.publish(app_env["ERROR_CHANNEL"],
                              json.dumps({"error_id": f"flush-{i}", "message": "m",
@@ -92,7 +93,7 @@ def test_sigterm_flushes_everything_received(app_env, tmp_path, redis_client):  
     log.close()
     match = re.search(r"ingest stopped: (\{.*\})", output)
     assert match, output
-    counters = eval(match.group(1))  # noqa: S307 - our own log line, a dict literal
+    counters = ast.literal_eval(match.group(1))
     assert counters["received"] == 3000
     assert counters["stored"] == 3000 and counters["pending_write"] == 0
 
