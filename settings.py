@@ -41,6 +41,7 @@ class Settings:
     ring_buffer_size: int = 2000
     max_message_bytes: int = 1024 * 1024
     max_text_bytes: int = 64 * 1024
+    spool_max_bytes: int = 500 * 1024 * 1024
     queue_max_messages: int = 200_000
     batch_max_rows: int = 5000
     batch_max_wait_ms: int = 100
@@ -55,7 +56,7 @@ class Settings:
         if not 1 <= self.port <= 65535:
             raise SettingsError(f"PORT must be from 1 to 65535, got {self.port}")
         for name in ("ring_buffer_size", "max_message_bytes", "max_text_bytes",
-                     "queue_max_messages", "batch_max_rows", "batch_max_wait_ms",
+                     "queue_max_messages", "batch_max_rows", "spool_max_bytes", "batch_max_wait_ms",
                      "log_file_max_size", "retention_days"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be at least 1, got {getattr(self, name)}")

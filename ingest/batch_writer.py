@@ -12,8 +12,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from redis.backoff import ExponentialWithJitterBackoff
 
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 
 class BatchWriter(threading.Thread):
     def __init__(self, store: ErrorStore, max_rows: int = 5000, max_wait: float = 0.1,
-                 backoff: ExponentialWithJitterBackoff | None = None) -> None:
+                 backoff: ExponentialWithJitterBackoff | None = None,
+                 on_commit: Callable[[Any], None] | None = None) -> None:
         super().__init__(name="ingest-batch-writer", daemon=True)
         self.store = store
         self.max_rows = max_rows
@@ -35,7 +37,16 @@ class BatchWriter(threading.Thread):
         self._rejections: deque[Rejection] = deque()
         self._cond = threading.Condition()
         self._stopping = False
+        self._stop_event = threading.Event()
         self._flush_deadline = 0.0
+        # Markers say "all submitted before me is in": (events submitted so far, the batch
+        # generation at submit, the caller's position). `on_commit(position)` is called once
+        # every event and dead letter submitted before a marker is committed.
+        self.on_commit = on_commit
+        self._markers: deque[tuple[int, int, Any]] = deque()
+        self._submitted = 0
+        self._committed = 0
+        self._generation = 0
         # Written by this thread only; read by the status views.
         self.stored = 0
         self.duplicates = 0
@@ -50,14 +61,20 @@ class BatchWriter(threading.Thread):
         self.last_error: str | None = None
 
     # -- called by the pipeline ---------------------------------------------------------
-    def submit(self, events: Sequence[ErrorEvent], rejections: Sequence[Rejection] = ()) -> None:
-        if not events and not rejections:
+    def submit(self, events: Sequence[ErrorEvent], rejections: Sequence[Rejection] = (),
+               position: Any = None) -> None:
+        """Queue events and dead letters; `position` is reported to `on_commit` once they
+        (and everything before them) are committed."""
+        if not events and not rejections and position is None:
             return
         now = time.monotonic()
         with self._cond:
-            was_empty = not self._events and not self._rejections
+            was_empty = not self._events and not self._rejections and not self._markers
             self._events.extend((e, now) for e in events)
             self._rejections.extend(rejections)
+            self._submitted += len(events)
+            if position is not None:
+                self._markers.append((self._submitted, self._generation, position))
             if was_empty or len(self._events) >= self.max_rows:
                 self._cond.notify()
 
@@ -75,6 +92,7 @@ class BatchWriter(threading.Thread):
             self._stopping = True
             self._flush_deadline = time.monotonic() + timeout
             self._cond.notify_all()
+        self._stop_event.set()
         if self.is_alive():
             self.join(timeout + 5)
         left = self.pending + self.pending_rejections
@@ -87,11 +105,12 @@ class BatchWriter(threading.Thread):
     def run(self) -> None:
         attempt = 0
         while True:
-            batch, rejections = self._next_batch()
+            batch, rejections, generation = self._next_batch()
             if batch is None:
                 break
             try:
                 self._write(batch, rejections)
+                self._advance(len(batch), generation)
                 attempt = 0
             except StoreUnavailable as exc:
                 self._put_back(batch, rejections)
@@ -102,18 +121,20 @@ class BatchWriter(threading.Thread):
                 delay = self.backoff.compute(attempt)
                 if self._stopping:
                     delay = min(delay, max(0.0, self._flush_deadline - time.monotonic()))
-                time.sleep(delay)
+                    time.sleep(delay)
+                else:
+                    self._stop_event.wait(delay)
             except Exception:
                 log.exception("unexpected failure writing a batch of %d; retrying", len(batch))
                 self._put_back(batch, rejections)
                 attempt += 1
                 time.sleep(self.backoff.compute(attempt))
 
-    def _next_batch(self) -> tuple[list[tuple[ErrorEvent, float]] | None, list[Rejection]]:
+    def _next_batch(self) -> tuple[list[tuple[ErrorEvent, float]] | None, list[Rejection], int]:
         with self._cond:
-            while not self._events and not self._rejections:
+            while not self._events and not self._rejections and not self._markers:
                 if self._stopping:
-                    return None, []
+                    return None, [], 0
                 self._cond.wait(0.5)
             if self._events and not self._stopping:
                 deadline = self._events[0][1] + self.max_wait
@@ -126,7 +147,27 @@ class BatchWriter(threading.Thread):
             batch = [self._events.popleft() for _ in range(take)]
             rejections = list(self._rejections)
             self._rejections.clear()
-            return batch, rejections
+            self._generation += 1
+            return batch, rejections, self._generation
+
+    def _advance(self, rows: int, generation: int) -> None:
+        """Report the furthest marker whose events and dead letters are all committed."""
+        position = None
+        with self._cond:
+            self._committed += rows
+            if self._rejections:
+                return  # refused rows wait to be dead-lettered: not all is in yet
+            while self._markers:
+                count, submitted_in, marker = self._markers[0]
+                if count > self._committed or submitted_in >= generation:
+                    break
+                self._markers.popleft()
+                position = marker
+        if position is not None and self.on_commit is not None:
+            try:
+                self.on_commit(position)
+            except Exception:
+                log.exception("could not record the commit checkpoint")
 
     def _put_back(self, batch: list[tuple[ErrorEvent, float]], rejections: list[Rejection]) -> None:
         with self._cond:
@@ -134,6 +175,8 @@ class BatchWriter(threading.Thread):
             self._rejections.extendleft(reversed(rejections))
 
     def _write(self, batch: list[tuple[ErrorEvent, float]], rejections: list[Rejection]) -> None:
+        if not batch and not rejections:
+            return
         started = time.perf_counter()
         if rejections:
             self.store.write_rejections(rejections)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +24,7 @@ from queries.records import (
     Rejection,
 )
 
-_CATEGORY_SET = frozenset(CATEGORIES) - {"unknown"}
+_CATEGORY_SET = frozenset(CATEGORIES)
 
 SEVERITY_ALIASES = {
     "debug": "debug", "trace": "debug", "dbg": "debug", "verbose": "debug",
@@ -44,6 +45,13 @@ _PAYLOAD_COLUMNS = frozenset({
     "context", "timestamp", "source",
 })
 _FULL_VALUE_LIMIT = 4096
+# Deeper JSON is refused: it could not be stored (orjson and PostgreSQL's JSONB stop at a few
+# hundred levels) and walking it would exhaust Python's recursion limit.
+MAX_NESTING = 200
+# orjson reads integers beyond 64 bits as floats, silently losing digits; a run of 19 or more
+# digits sends the message to the standard library, which keeps them exact.
+_LONG_DIGITS = re.compile(r"\d{19,}")
+_SURROGATES = re.compile("[\ud800-\udfff]")
 _DEFAULT_SOURCE = "TickStockPL"
 _NO_VALUE = object()
 
@@ -56,9 +64,8 @@ class Limits:
 
 def _dead_letter(raw: str, reason: str, received_at: datetime, size: int,
                  error_id: str | None = None) -> Rejection:
-    text = raw.replace("\x00", "")
-    if len(text) > DEAD_LETTER_RAW_LIMIT:
-        text = _cut_utf8(text, DEAD_LETTER_RAW_LIMIT)
+    # The limit is in UTF-8 bytes: count them, not characters.
+    text = _clean_text(_cut_utf8(raw, DEAD_LETTER_RAW_LIMIT))
     return Rejection(raw=text, reason=reason, received_at=received_at, error_id=error_id,
                      raw_bytes=size)
 
@@ -82,18 +89,21 @@ def _decode(raw: bytes | str) -> tuple[str, int]:
         return raw.decode("utf-8", "replace"), len(raw)
 
 
-def _parse(text: str) -> tuple[Any, str | None]:
-    """Parse JSON; orjson first (fast), the standard library for what orjson refuses.
+def _parse(text: str) -> tuple[Any, str | None, bool]:
+    """Parse JSON: (value, problem, whether the value still needs `_scrub`).
 
-    orjson rejects integers beyond 64 bits and lone surrogates, both of which are valid
-    JSON; `json` accepts them (and NaN/Infinity, which are not JSON and are refused here).
+    orjson first (fast), the standard library for what orjson refuses or gets wrong: orjson
+    rejects lone surrogates and numbers beyond a double's range, and turns integers beyond
+    64 bits into floats; all are valid JSON, and `json` reads them exactly (it also reads
+    NaN/Infinity, which are not JSON and are refused here).
     """
-    try:
-        return orjson.loads(text), None
-    except orjson.JSONDecodeError:
-        pass
-    except RecursionError:
-        return None, "JSON nested too deeply"
+    if not _LONG_DIGITS.search(text):
+        try:
+            return orjson.loads(text), None, "\\u0000" in text
+        except orjson.JSONDecodeError:
+            pass
+        except RecursionError:
+            return None, _TOO_DEEP, False
 
     def refuse_constant(name: str) -> Any:
         raise ValueError(f"{name} is not valid JSON")
@@ -101,22 +111,48 @@ def _parse(text: str) -> tuple[Any, str | None]:
     try:
         value = json.loads(text, parse_constant=refuse_constant)
     except RecursionError:
-        return None, "JSON nested too deeply"
+        return None, _TOO_DEEP, False
     except ValueError as exc:
-        return None, f"not valid JSON: {exc}"
-    return _scrub(value), None
+        return None, f"not valid JSON: {exc}", False
+    return value, None, True
+
+
+_TOO_DEEP = f"JSON nested too deeply (more than {MAX_NESTING} levels)"
+
+
+def _too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether lists and objects nest deeper than `limit` (without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, (dict, list)))
+    return False
+
+
+def _clean_text(value: str) -> str:
+    """Text without NULs or lone surrogates (U+FFFD instead), which PostgreSQL cannot hold."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = _SURROGATES.sub("\ufffd", value)
+    return value
 
 
 def _scrub(value: Any) -> Any:
     """Remove NULs and lone surrogates, which PostgreSQL text and JSONB cannot hold."""
     if isinstance(value, str):
-        if "\x00" in value:
-            value = value.replace("\x00", "")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            value = value.encode("utf-8", "replace").decode("utf-8")
-        return value
+        return _clean_text(value)
     if isinstance(value, dict):
         return {_scrub(str(k)): _scrub(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -191,22 +227,28 @@ def parse_timestamp(raw: Any) -> datetime | None:
     """ISO-8601 (no zone means UTC) or epoch seconds (milliseconds when implausibly large)."""
     if raw is None or isinstance(raw, bool):
         return None
-    if isinstance(raw, str):
-        text = raw.strip()
-        if not text:
-            return None
-        try:
-            number = float(text)
-        except ValueError:
-            try:
-                moment = datetime.fromisoformat(text.replace(" ", "T", 1) if " " in text[:11]
-                                                else text)
-            except ValueError:
+    try:
+        if isinstance(raw, str):
+            text = raw.strip()
+            if not text:
                 return None
-            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-        return _from_epoch(number)
-    if isinstance(raw, (int, float)):
-        return _from_epoch(float(raw))
+            try:
+                number = float(text)
+            except ValueError:
+                try:
+                    moment = datetime.fromisoformat(
+                        text.replace(" ", "T", 1) if " " in text[:11] else text)
+                except ValueError:
+                    return None
+                return (moment.replace(tzinfo=UTC) if moment.tzinfo is None
+                        else moment.astimezone(UTC))
+            return _from_epoch(number)
+        if isinstance(raw, (int, float)):
+            return _from_epoch(float(raw))
+    except (OverflowError, ValueError):
+        # An integer too large for a float, or a zoned time at the edge of the calendar
+        # (0001-01-01T00:00+01:00) whose UTC value falls outside it.
+        return None
     return None
 
 
@@ -244,6 +286,17 @@ def _error_id(raw: Any, document: dict[str, Any], context: dict[str, Any]) -> st
         context["full_error_id"] = text
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     return f"{text[: limit - 17]}~{digest}"
+
+
+def _is_envelope(document: dict[str, Any]) -> bool:
+    """An object `payload` makes an envelope when the event names one, or when the message
+    carries no error text of its own; a producer message with a `payload` field stays flat."""
+    if not isinstance(document.get("payload"), dict):
+        return False
+    event = document.get("event")
+    if isinstance(event, str) and event in ENVELOPE_EVENTS:
+        return True
+    return all(document.get(key) in (None, "") for key in ("error_message", "message"))
 
 
 def _flatten_envelope(document: dict[str, Any]) -> dict[str, Any]:
@@ -285,15 +338,23 @@ def normalise(raw: bytes | str, received_at: datetime, limits: Limits = Limits()
     if size > limits.max_message_bytes:
         return _dead_letter(text, f"message of {size} bytes is larger than the limit of "
                             f"{limits.max_message_bytes} bytes", received_at, size)
-    document, problem = _parse(text)
+    # A NUL is never valid JSON, and PostgreSQL cannot hold one: raw NULs go before parsing.
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    try:
+        document, problem, needs_scrub = _parse(text)
+        if problem is None and _too_deep(document):
+            problem = _TOO_DEEP
+    except RecursionError:
+        problem = _TOO_DEEP
     if problem is not None:
         return _dead_letter(text, problem, received_at, size)
     if not isinstance(document, dict):
         kind = "an array" if isinstance(document, list) else type(document).__name__
         return _dead_letter(text, f"JSON is {kind}, not an object", received_at, size)
-    if "\\u0000" in text:
-        document = _scrub(document)
     try:
+        if needs_scrub:
+            document = _scrub(document)
         return _build(document, received_at, limits)
     except Exception as exc:  # noqa: BLE001 - a rule we did not foresee must not stop the ingest
         return _dead_letter(text, f"could not normalise: {type(exc).__name__}: {exc}",
@@ -301,8 +362,7 @@ def normalise(raw: bytes | str, received_at: datetime, limits: Limits = Limits()
 
 
 def _build(document: dict[str, Any], received_at: datetime, limits: Limits) -> ErrorEvent:
-    fields = _flatten_envelope(document) if isinstance(document.get("payload"), dict) \
-        else document
+    fields = _flatten_envelope(document) if _is_envelope(document) else document
     raw_context = fields.get("context", _NO_VALUE)
     if raw_context is _NO_VALUE or raw_context is None:
         context: dict[str, Any] = {}
@@ -332,8 +392,9 @@ def _build(document: dict[str, Any], received_at: datetime, limits: Limits) -> E
         context.get("component"), get("component"))), context)
     operation = _fit("operation", _as_text(_first_present(
         context.get("operation"), get("operation"))), context)
-    symbol = _fit("symbol", _as_text(_first_present(
-        context.get("symbol"), get("symbol"))), context)
+    # Upper-case before fitting: "ß".upper() is "SS", so the other order could overflow.
+    symbol = _as_text(_first_present(context.get("symbol"), get("symbol")))
+    symbol = _fit("symbol", symbol.upper() if symbol else None, context)
     error_type = _fit("error_type", _as_text(get("error_type")), context)
     source = _fit("source", _as_text(get("source")), context) or _DEFAULT_SOURCE
 
@@ -347,7 +408,7 @@ def _build(document: dict[str, Any], received_at: datetime, limits: Limits) -> E
         source=source,
         component=component,
         operation=operation,
-        symbol=symbol.upper() if symbol else None,
+        symbol=symbol,
         context=context,
         timestamp=timestamp,
         received_at=received_at,

@@ -1,8 +1,8 @@
-"""The thread between the reader and the writer: normalise, log, keep the latest, hand on.
+"""The thread between the spool and the writer: normalise, log, keep the latest, hand on.
 
-It takes payloads from the inbox in chunks, so its per-message cost is normalisation and
-little else. When the writer's backlog passes its bound (the database is away for long), it
-stops taking from the inbox; the inbox then fills and its overflow is counted.
+It reads the spool in order, in chunks, so its per-message cost is normalisation and little
+else. When the writer's backlog passes its bound (the database is away, or slower than the
+flood), it stops reading: what arrives meanwhile waits in the spool on disk, not in memory.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from ingest.batch_writer import BatchWriter
 from ingest.file_log import write_event, write_rejection
-from ingest.inbox import Inbox
 from ingest.normalise import Limits, normalise
 from ingest.ring_buffer import RingBuffer
+from ingest.spool import Spool
 from queries.records import SEVERITY_RANK, ErrorEvent, Rejection
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ EventListener = Callable[[Sequence[ErrorEvent]], None]
 class Pipeline(threading.Thread):
     def __init__(
         self,
-        inbox: Inbox,
+        spool: Spool,
         writer: BatchWriter,
         ring: RingBuffer,
         limits: Limits,
@@ -38,7 +39,7 @@ class Pipeline(threading.Thread):
         chunk: int = 2000,
     ) -> None:
         super().__init__(name="ingest-pipeline", daemon=True)
-        self.inbox = inbox
+        self.spool = spool
         self.writer = writer
         self.ring = ring
         self.limits = limits
@@ -60,30 +61,33 @@ class Pipeline(threading.Thread):
         self.listeners.append(listener)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Process what the inbox holds, then end the thread."""
+        """Process what the spool holds (while the writer keeps up), then end the thread."""
         self._stop_event.set()
-        self.inbox.wake()
+        self.spool.wake()
         if self.is_alive():
             self.join(timeout)
 
     def run(self) -> None:
         while True:
             stopping = self._stop_event.is_set()
-            if self.writer.pending >= self.max_backlog and not stopping:
-                time.sleep(0.05)
+            if self.writer.pending >= self.max_backlog:
+                if stopping:
+                    break  # the rest stays in the spool for the next start
+                time.sleep(0.02)
                 continue
-            items = self.inbox.take(self.chunk, timeout=0.2)
+            items, position = self.spool.read(self.chunk, timeout=0.0 if stopping else 0.2)
             if not items:
                 if stopping:
                     break
                 continue
             try:
-                self.process(items)
+                self.process(items, position)
             except Exception:
                 log.exception("pipeline failed on a chunk of %d messages", len(items))
 
-    def process(self, items: Sequence[tuple[bytes, float]]) -> None:
-        """Normalise a chunk of (payload, received time) and hand it on."""
+    def process(self, items: Sequence[tuple[bytes, float]], position: Any = None) -> None:
+        """Normalise a chunk of (payload, received time) and hand it on; `position` (the
+        spool's, after the chunk) is passed to the writer to be checkpointed once stored."""
         accepted: list[ErrorEvent] = []
         rejected: list[Rejection] = []
         limits = self.limits
@@ -115,7 +119,7 @@ class Pipeline(threading.Thread):
         if rejected:
             log.warning("rejected %d malformed messages (first: %s)", len(rejected),
                         rejected[0].reason)
-        self.writer.submit(accepted, rejected)
+        self.writer.submit(accepted, rejected, position)
         if accepted:
             self.ring.extend(accepted)
             for listener in self.listeners:

@@ -14,10 +14,10 @@ from sqlalchemy.engine import Engine
 
 from ingest.batch_writer import BatchWriter
 from ingest.file_log import close_error_log, open_error_log
-from ingest.inbox import Inbox
 from ingest.normalise import Limits
 from ingest.pipeline import Pipeline
 from ingest.ring_buffer import RingBuffer
+from ingest.spool import Spool
 from ingest.subscriber import Subscriber
 from queries.records import iso_utc
 from queries.store import ErrorStore
@@ -41,21 +41,22 @@ class IngestService:
         self.settings = settings
         self.started_at = datetime.now(UTC)
         self.ring = RingBuffer(settings.ring_buffer_size)
-        self.inbox = Inbox(settings.queue_max_messages)
+        self.spool = Spool(settings.spool_dir, settings.spool_max_bytes)
         self.error_log = (
             open_error_log(settings.log_file_path, settings.log_file_max_size,
                            settings.log_file_backup_count)
             if settings.log_file_enabled else None)
         self.writer = BatchWriter(ErrorStore(engine), max_rows=settings.batch_max_rows,
-                                  max_wait=settings.batch_max_wait_ms / 1000.0)
+                                  max_wait=settings.batch_max_wait_ms / 1000.0,
+                                  on_commit=self.spool.commit)
         self.pipeline = Pipeline(
-            self.inbox, self.writer, self.ring,
+            self.spool, self.writer, self.ring,
             Limits(settings.max_message_bytes, settings.max_text_bytes),
             store_min_severity=settings.store_min_severity,
             error_log=self.error_log,
             max_backlog=settings.queue_max_messages,
             chunk=min(2000, settings.batch_max_rows))
-        self.subscriber = Subscriber(settings.redis_url, settings.error_channel, self.inbox.put,
+        self.subscriber = Subscriber(settings.redis_url, settings.error_channel, self.spool.append,
                                      health_check_interval=settings.redis_health_check_interval)
         self._started = False
 
@@ -63,6 +64,7 @@ class IngestService:
         if self._started:
             return
         self._started = True
+        self.spool.open()  # what an earlier run left is read first
         self.writer.start()
         self.pipeline.start()
         self.subscriber.start()
@@ -76,6 +78,7 @@ class IngestService:
         self.subscriber.stop()
         self.pipeline.stop()
         self.writer.stop()
+        self.spool.close()
         if self.error_log is not None:
             close_error_log(self.error_log)
         self._started = False
@@ -102,24 +105,29 @@ class IngestService:
         }
 
     def counters(self) -> dict[str, int]:
-        """Counts since start. received = processed + queued + overflowed, and
-        processed = accepted + rejected + log_only; accepted = stored + duplicate + refused
-        + pending_write."""
+        """Counts since start, for which conservation holds:
+
+        received + replayed = stored + duplicate + rejected + refused + log_only
+                              + pending (spool_unread + pending_write) + dropped
+        """
+        spool, pipeline, writer = self.spool, self.pipeline, self.writer
         return {
-            "received": self.subscriber.received,
-            "queued": len(self.inbox),
-            "overflowed": self.subscriber.overflowed,
-            "processed": self.pipeline.processed,
-            "accepted": self.pipeline.accepted,
-            "rejected": self.pipeline.rejected,
-            "log_only": self.pipeline.log_only,
-            "stored": self.writer.stored,
-            "duplicate": self.writer.duplicates,
-            "refused": self.writer.refused,
-            "pending_write": self.writer.pending,
-            "dead_letters_stored": self.writer.dead_letters_stored,
+            "received": spool.appended,
+            "replayed": spool.replayed,
+            "dropped": spool.refused,
+            "spool_unread": spool.unread,
+            "spool_bytes": spool.pending_bytes,
+            "processed": pipeline.processed,
+            "accepted": pipeline.accepted,
+            "rejected": pipeline.rejected,
+            "log_only": pipeline.log_only,
+            "stored": writer.stored,
+            "duplicate": writer.duplicates,
+            "refused": writer.refused,
+            "pending_write": writer.pending,
+            "dead_letters_stored": writer.dead_letters_stored,
             "reconnects": self.subscriber.reconnects,
-            "batches": self.writer.batches,
+            "batches": writer.batches,
         }
 
     def status(self) -> dict[str, Any]:

@@ -1,8 +1,8 @@
-"""The one thread that reads `ERROR_CHANNEL`: it only reads and queues, nothing else.
+"""The one thread that reads `ERROR_CHANNEL`: it only reads and journals, nothing else.
 
 Redis cuts a pub/sub client whose output buffer grows past its limit, so this thread never
-parses, logs or waits on the database. It reconnects by itself with capped exponential
-backoff and jitter (redis-py's `ExponentialWithJitterBackoff`), resubscribes, and treats a
+parses, logs or waits on the database: each payload goes straight to the spool. It
+reconnects by itself with capped exponential backoff and jitter (redis-py's `ExponentialWithJitterBackoff`), resubscribes, and treats a
 link that stops answering its health-check PINGs as dead.
 """
 
@@ -25,8 +25,8 @@ _READ_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 class Subscriber(threading.Thread):
     """Reads the channel into `sink(payload, received_time)`; counts what it saw.
 
-    `sink` returns False when it could not take the payload (the pipeline's overflow policy
-    decides what then happens); the subscriber never blocks on it.
+    `sink` must not block (the spool's append is one write to the page cache); what it
+    refuses it counts itself.
     """
 
     def __init__(
@@ -47,7 +47,6 @@ class Subscriber(threading.Thread):
         self._pubsub: redis.client.PubSub | None = None
         # Written by this thread only; read by the status views.
         self.received = 0
-        self.overflowed = 0
         self.reconnects = 0
         self.subscribed = False
         self.subscribed_since: datetime | None = None
@@ -127,8 +126,7 @@ class Subscriber(threading.Thread):
             if kind == "message":
                 received = time.time()
                 self.received += 1
-                if not sink(message["data"], received):
-                    self.overflowed += 1
+                sink(message["data"], received)
                 self._last_received = received
             elif kind == "subscribe":
                 self._mark_subscribed()

@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from ingest.inbox import Inbox
 from ingest.subscriber import Subscriber
 from tests.conftest import wait_for
 from tests.redis_server import PrivateRedis
@@ -20,12 +19,20 @@ def private_redis(tmp_path):  # type: ignore[no-untyped-def]
     server.stop()
 
 
-def _subscriber(url: str, channel: str, inbox: Inbox, interval: int = 2) -> Subscriber:
+class Collected(list):
+    """A sink that keeps what the subscriber hands it."""
+
+    def put(self, payload: bytes, received: float) -> bool:
+        self.append((payload, received))
+        return True
+
+
+def _subscriber(url: str, channel: str, inbox: Collected, interval: int = 2) -> Subscriber:
     return Subscriber(url, channel, inbox.put, health_check_interval=interval)
 
 
-def test_reads_payloads_into_the_inbox_untouched(private_redis, channel):  # type: ignore[no-untyped-def]
-    inbox = Inbox(100)
+def test_hands_payloads_to_the_sink_untouched(private_redis, channel):  # type: ignore[no-untyped-def]
+    inbox = Collected()
     sub = _subscriber(private_redis.url, channel, inbox)
     sub.start()
     try:
@@ -36,12 +43,12 @@ def test_reads_payloads_into_the_inbox_untouched(private_redis, channel):  # typ
         wait_for(lambda: sub.received == 3)
     finally:
         sub.stop()
-    assert [payload for payload, _ in inbox.take(10, 0)] == [
+    assert [payload for payload, _ in inbox] == [
         b"{}", b"\xff\xfe not utf-8", b"x" * 70000]
 
 
 def test_resubscribes_within_seconds_after_redis_restarts(private_redis, channel):  # type: ignore[no-untyped-def]
-    inbox = Inbox(1000)
+    inbox = Collected()
     sub = _subscriber(private_redis.url, channel, inbox)
     sub.start()
     try:
@@ -67,7 +74,7 @@ def test_resubscribes_within_seconds_after_redis_restarts(private_redis, channel
 
 def test_keeps_trying_when_redis_is_absent_at_start(tmp_path, channel):  # type: ignore[no-untyped-def]
     server = PrivateRedis(tmp_path)  # not started yet
-    inbox = Inbox(10)
+    inbox = Collected()
     sub = _subscriber(server.url, channel, inbox)
     sub.start()
     try:
@@ -82,7 +89,7 @@ def test_keeps_trying_when_redis_is_absent_at_start(tmp_path, channel):  # type:
 
 
 def test_a_link_that_stops_answering_health_checks_is_dropped(private_redis, channel):  # type: ignore[no-untyped-def]
-    inbox = Inbox(10)
+    inbox = Collected()
     sub = _subscriber(private_redis.url, channel, inbox, interval=1)
     sub.start()
     try:
