@@ -2,8 +2,9 @@
 
 Redis cuts a pub/sub client whose output buffer grows past its limit, so this thread never
 parses, logs or waits on the database: each payload goes straight to the spool. It
-reconnects by itself with capped exponential backoff and jitter (redis-py's `ExponentialWithJitterBackoff`), resubscribes, and treats a
-link that stops answering its health-check PINGs as dead.
+reconnects by itself with capped exponential backoff and jitter (redis-py's
+`ExponentialWithJitterBackoff`), resubscribes, and treats a link that stops answering its
+health-check PINGs as dead.
 """
 
 from __future__ import annotations
