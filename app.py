@@ -14,6 +14,7 @@ import dash
 from sqlalchemy.engine import Engine
 
 from dashboard.factory import create_dash_app
+from dashboard.monitor_api import create_monitor_blueprint
 from ingest.service import IngestService
 from queries.engine import make_engine
 from queries.schema import create_schema
@@ -44,6 +45,7 @@ def build(settings: Settings) -> Monitor:
     create_schema(engine)
     ingest = IngestService(settings, engine)
     dash_app = create_dash_app(engine, ingest)
+    dash_app.server.register_blueprint(create_monitor_blueprint(ingest.status))
     return Monitor(settings, engine, ingest, dash_app)
 
 

@@ -32,7 +32,7 @@ class BatchWriter(threading.Thread):
         self.store = store
         self.max_rows = max_rows
         self.max_wait = max_wait
-        self.backoff = backoff or ExponentialWithJitterBackoff(cap=10.0, base=0.25)
+        self.backoff = backoff or ExponentialWithJitterBackoff(cap=4.0, base=0.25)
         self._events: deque[tuple[ErrorEvent, float]] = deque()
         self._rejections: deque[Rejection] = deque()
         self._cond = threading.Condition()
@@ -55,6 +55,8 @@ class BatchWriter(threading.Thread):
         self.batches = 0
         self.last_batch_rows = 0
         self.last_batch_seconds = 0.0
+        self.last_store_latency = 0.0  # received -> committed, for the oldest row of a batch
+        self.outages: list[tuple[datetime, datetime | None, str]] = []
         self.last_commit_at: datetime | None = None
         self.store_ok: bool | None = None
         self.store_down_since: datetime | None = None
@@ -199,12 +201,17 @@ class BatchWriter(threading.Thread):
             self.refused += len(result.refused)
             self.batches += 1
             self.last_batch_rows = len(batch)
+            oldest = min(event.received_at for event, _ in batch)
+            self.last_store_latency = (datetime.now(UTC) - oldest).total_seconds()
         self.last_batch_seconds = time.perf_counter() - started
         self.last_commit_at = datetime.now(UTC)
         if self.store_ok is not True:
             if self.store_down_since is not None:
                 log.warning("the store is back after %.1f s",
                             (self.last_commit_at - self.store_down_since).total_seconds())
+                if self.outages and self.outages[-1][1] is None:
+                    self.outages[-1] = (self.outages[-1][0], self.last_commit_at,
+                                        self.outages[-1][2])
             self.store_ok = True
             self.store_down_since = None
 
@@ -212,6 +219,8 @@ class BatchWriter(threading.Thread):
         self.last_error = str(exc)
         if self.store_ok is not False:
             self.store_down_since = datetime.now(UTC)
+            self.outages.append((self.store_down_since, None, str(exc)[:500]))
+            del self.outages[:-100]
             log.error("the store is unreachable; %d events wait in memory: %s",
                       self.pending, exc)
         self.store_ok = False

@@ -45,8 +45,8 @@ _PAYLOAD_COLUMNS = frozenset({
     "context", "timestamp", "source",
 })
 _FULL_VALUE_LIMIT = 4096
-# Deeper JSON is refused: it could not be stored (orjson and PostgreSQL's JSONB stop at a few
-# hundred levels) and walking it would exhaust Python's recursion limit.
+# Deeper JSON is refused: orjson, which the store serialises `context` with, stops at 254
+# levels, and walking much deeper values recursively would exhaust Python's recursion limit.
 MAX_NESTING = 200
 # orjson reads integers beyond 64 bits as floats, silently losing digits; a run of 19 or more
 # digits sends the message to the standard library, which keeps them exact.

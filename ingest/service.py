@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -59,6 +61,7 @@ class IngestService:
         self.subscriber = Subscriber(settings.redis_url, settings.error_channel, self.spool.append,
                                      health_check_interval=settings.redis_health_check_interval)
         self._started = False
+        self._samples: deque[tuple[float, dict[str, int]]] = deque()
 
     def start(self) -> None:
         if self._started:
@@ -112,8 +115,9 @@ class IngestService:
         """
         spool, pipeline, writer = self.spool, self.pipeline, self.writer
         return {
-            "received": spool.appended,
-            "replayed": spool.replayed,
+            "received": spool.appended + spool.refused,
+            "replayed": spool.replay_total,
+            "replay_done": spool.replayed,
             "dropped": spool.refused,
             "spool_unread": spool.unread,
             "spool_bytes": spool.pending_bytes,
@@ -130,10 +134,26 @@ class IngestService:
             "batches": writer.batches,
         }
 
+    def rates(self, counters: dict[str, int]) -> dict[str, float]:
+        """Per-second rates of the main counters over about the last minute."""
+        now = time.monotonic()
+        samples = self._samples
+        if not samples or now - samples[-1][0] >= 1.0:
+            samples.append((now, counters))
+        while len(samples) > 1 and now - samples[0][0] > 60:
+            samples.popleft()
+        then, old = samples[0]
+        span = now - then
+        if span < 0.5:
+            return dict.fromkeys(("received", "stored", "rejected", "duplicate"), 0.0)
+        return {name: round((counters[name] - old[name]) / span, 2)
+                for name in ("received", "stored", "rejected", "duplicate")}
+
     def status(self) -> dict[str, Any]:
         sub = self.subscriber
         writer = self.writer
         last = sub.last_message_time()
+        counters = self.counters()
 
         def when(moment: datetime | None) -> str | None:
             return iso_utc(moment) if moment else None
@@ -152,12 +172,36 @@ class IngestService:
             "lastCommitAt": when(writer.last_commit_at),
             "lastBatchRows": writer.last_batch_rows,
             "lastBatchSeconds": round(writer.last_batch_seconds, 4),
+            "storeLatencySeconds": round(writer.last_store_latency, 4),
             "ringBuffer": {"size": len(self.ring), "capacity": self.ring.capacity,
                            "lastSeq": self.ring.last_seq},
-            "counters": self.counters(),
-            "gaps": [{"from": when(start), "to": when(end), "reason": reason}
-                     for start, end, reason in sub.gaps[-20:]],
+            "counters": counters,
+            "rates": self.rates(counters),
+            "conservation": conservation(counters),
+            "spool": {"dir": self.settings.spool_dir, "maxBytes": self.spool.max_bytes,
+                      "tornRecords": self.spool.torn_records},
+            "history": history(sub.gaps, writer.outages),
         }
+
+
+def conservation(counters: dict[str, int]) -> dict[str, Any]:
+    """received + replayed must equal everything accounted for; `holds` says if it does."""
+    came = counters["received"] + counters["replayed"]
+    went = (counters["stored"] + counters["duplicate"] + counters["rejected"]
+            + counters["refused"] + counters["log_only"] + counters["spool_unread"]
+            + counters["pending_write"] + counters["dropped"])
+    return {"in": came, "accountedFor": went, "holds": came == went}
+
+
+def history(gaps: list[tuple[datetime, datetime | None, str]],
+            outages: list[tuple[datetime, datetime | None, str]]) -> list[dict[str, Any]]:
+    """The monitor's own incidents, newest first: not listening, store unreachable."""
+    events = [("not listening", *gap) for gap in gaps] + [
+        ("store unreachable", *outage) for outage in outages]
+    events.sort(key=lambda e: e[1], reverse=True)
+    return [{"what": what, "from": iso_utc(start), "to": iso_utc(end) if end else None,
+             "seconds": round(((end or datetime.now(UTC)) - start).total_seconds(), 1),
+             "reason": reason} for what, start, end, reason in events[:50]]
 
 
 def _redact(url: str) -> str:

@@ -44,7 +44,8 @@ class Spool:
                  segment_bytes: int = SEGMENT_BYTES, fsync_interval: float = 0.1) -> None:
         self.folder = Path(folder)
         self.max_bytes = max_bytes
-        self.segment_bytes = segment_bytes
+        # Small caps get small segments, so committed space is given back in time.
+        self.segment_bytes = max(4096, min(segment_bytes, max_bytes // 4))
         self.fsync_interval = fsync_interval
         self._lock = threading.Lock()
         self._data = threading.Condition(threading.Lock())
@@ -285,8 +286,10 @@ class Spool:
     # -- status -------------------------------------------------------------------------
     @property
     def pending_bytes(self) -> int:
-        """Bytes on disk not yet committed to the store (to within one segment)."""
-        return self._total_bytes
+        """Bytes on disk not yet committed to the store."""
+        checkpoint = self._checkpoint
+        done = checkpoint.offset if checkpoint.segment in self._segments else 0
+        return self._total_bytes - done
 
     @property
     def unread(self) -> int:

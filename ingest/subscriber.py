@@ -43,7 +43,7 @@ class Subscriber(threading.Thread):
         self.channel = channel
         self.sink = sink
         self.health_check_interval = health_check_interval
-        self.backoff = backoff or ExponentialWithJitterBackoff(cap=10.0, base=0.25)
+        self.backoff = backoff or ExponentialWithJitterBackoff(cap=2.0, base=0.1)
         self._stop_event = threading.Event()
         self._pubsub: redis.client.PubSub | None = None
         # Written by this thread only; read by the status views.

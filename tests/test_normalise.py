@@ -58,23 +58,27 @@ def rejection_of(raw: bytes | str, limits: Limits = DEFAULT_LIMITS) -> Rejection
     return result
 
 
-def _walk_json(value: Any, path: str = "context") -> None:
-    """Everything in a context must be storable as JSONB: no NUL, no lone surrogate, finite."""
-    if isinstance(value, str):
-        assert "\x00" not in value, f"NUL in {path}"
-        value.encode("utf-8")  # raises on a lone surrogate
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            assert isinstance(key, str), f"non-text key {key!r} in {path}"
-            _walk_json(key, f"{path} key {key!r}")
-            _walk_json(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _walk_json(item, f"{path}[{index}]")
-    elif isinstance(value, float):
-        assert math.isfinite(value), f"non-finite number in {path}"
-    else:
-        assert value is None or isinstance(value, (bool, int)), f"{type(value)} in {path}"
+def _walk_json(value: Any) -> None:
+    """Everything in a context must be storable as JSONB: no NUL, no lone surrogate, finite.
+
+    Iterative, so that a deeply nested context fails on its content, not on this walk."""
+    stack: list[tuple[Any, str]] = [(value, "context")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            assert "\x00" not in item, f"NUL in {path}"
+            item.encode("utf-8")  # raises on a lone surrogate
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                assert isinstance(key, str), f"non-text key {key!r} in {path}"
+                stack.append((key, f"{path} key {key!r}"))
+                stack.append((child, f"{path}.{key}"))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{index}]") for index, child in enumerate(item))
+        elif isinstance(item, float):
+            assert math.isfinite(item), f"non-finite number in {path}"
+        else:
+            assert item is None or isinstance(item, (bool, int)), f"{type(item)} in {path}"
 
 
 def _check_text(name: str, value: str | None) -> None:
