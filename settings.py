@@ -46,6 +46,10 @@ class Settings:
     batch_max_rows: int = 5000
     batch_max_wait_ms: int = 100
     redis_health_check_interval: int = 10
+    ingest_source: str = "pubsub"
+    error_stream: str = "tickstock:errors:stream"
+    stream_group: str = "tickstock-error-monitor"
+    stream_consumer: str = ""
 
     def __post_init__(self) -> None:
         if self.store_min_severity not in SEVERITY_ORDER:
@@ -64,6 +68,9 @@ class Settings:
             raise SettingsError("LOG_FILE_BACKUP_COUNT must not be negative")
         if not self.error_channel:
             raise SettingsError("ERROR_CHANNEL must not be empty")
+        if self.ingest_source not in ("pubsub", "stream"):
+            raise SettingsError(
+                f"INGEST_SOURCE must be pubsub or stream, got {self.ingest_source!r}")
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -112,6 +119,7 @@ def load_settings(
         env_name = field.name.upper()
         if env_name in values:
             kwargs[field.name] = _convert(env_name, values[env_name], kinds[str(field.type)])
-    if "store_min_severity" in kwargs:
-        kwargs["store_min_severity"] = str(kwargs["store_min_severity"]).lower()
+    for name in ("store_min_severity", "ingest_source"):
+        if name in kwargs:
+            kwargs[name] = str(kwargs[name]).lower()
     return Settings(**kwargs)  # type: ignore[arg-type]

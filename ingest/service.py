@@ -20,6 +20,7 @@ from ingest.normalise import Limits
 from ingest.pipeline import Pipeline
 from ingest.ring_buffer import RingBuffer
 from ingest.spool import Spool
+from ingest.stream_source import StreamSubscriber
 from ingest.subscriber import Subscriber
 from queries.records import iso_utc
 from queries.store import ErrorStore
@@ -58,8 +59,16 @@ class IngestService:
             error_log=self.error_log,
             max_backlog=settings.queue_max_messages,
             chunk=min(2000, settings.batch_max_rows))
-        self.subscriber = Subscriber(settings.redis_url, settings.error_channel, self.spool.append,
-                                     health_check_interval=settings.redis_health_check_interval)
+        self.subscriber: Subscriber | StreamSubscriber
+        if settings.ingest_source == "stream":
+            self.subscriber = StreamSubscriber(
+                settings.redis_url, settings.error_stream, settings.stream_group,
+                self.spool.append, consumer=settings.stream_consumer or None)
+            self.spool.add_commit_listener(self.subscriber.acknowledge)
+        else:
+            self.subscriber = Subscriber(
+                settings.redis_url, settings.error_channel, self.spool.append,
+                health_check_interval=settings.redis_health_check_interval)
         self._started = False
         self._samples: deque[tuple[float, dict[str, int]]] = deque()
 
@@ -71,8 +80,7 @@ class IngestService:
         self.writer.start()
         self.pipeline.start()
         self.subscriber.start()
-        log.info("ingest started: channel %s on %s", self.settings.error_channel,
-                 _redact(self.settings.redis_url))
+        log.info("ingest started: %s on %s", self.source_name, _redact(self.settings.redis_url))
 
     def stop(self) -> None:
         """Stop reading, then process and store everything already received."""
@@ -86,6 +94,12 @@ class IngestService:
             close_error_log(self.error_log)
         self._started = False
         log.info("ingest stopped: %s", self.counters())
+
+    @property
+    def source_name(self) -> str:
+        if self.settings.ingest_source == "stream":
+            return f"stream {self.settings.error_stream} (group {self.settings.stream_group})"
+        return f"channel {self.settings.error_channel}"
 
     def listening_state(self) -> ListeningState:
         return ListeningState(
@@ -105,6 +119,7 @@ class IngestService:
             if state.not_listening_since else None,
             "lastMessageAt": iso_utc(state.last_message_at) if state.last_message_at else None,
             "channel": self.settings.error_channel,
+            "source": self.source_name,
         }
 
     def counters(self) -> dict[str, int]:
@@ -161,6 +176,7 @@ class IngestService:
         return {
             "startedAt": when(self.started_at),
             "channel": self.settings.error_channel,
+            "source": self.source_name,
             "subscribed": sub.subscribed,
             "subscribedSince": when(sub.subscribed_since),
             "notListeningSince": when(sub.not_listening_since),

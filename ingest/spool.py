@@ -20,6 +20,7 @@ import os
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,7 @@ class Spool:
         self._read_fd = -1
         self._read_fd_segment = -1
         self._checkpoint = Position(0, 0)
+        self._commit_listeners: list[Callable[[Position], None]] = []
         self._last_sync = 0.0
         self._dirty = False
         self._last_full_warning = 0.0
@@ -124,13 +126,14 @@ class Spool:
         self._segments[self._active] = 0
 
     # -- the reader thread --------------------------------------------------------------
-    def append(self, payload: bytes, received: float) -> bool:
-        """Journal one payload; False (counted, logged) when the spool is full or the disk fails."""
+    def append(self, payload: bytes, received: float) -> Position | None:
+        """Journal one payload and return the position after it; None (counted, logged) when
+        the spool is full or the disk fails."""
         record = HEADER.pack(len(payload), received) + payload
         with self._lock:
             if self.pending_bytes + len(record) > self.max_bytes:
                 self._refuse(f"the spool is full ({self.max_bytes} bytes)")
-                return False
+                return None
             if self._active_size and self._active_size + len(record) > self.segment_bytes:
                 self._rotate()
             try:
@@ -141,16 +144,17 @@ class Spool:
                 # A partial record would corrupt the segment: cut it back.
                 os.ftruncate(self._fd, self._active_size)
                 self._refuse(f"cannot write the spool: {exc}")
-                return False
+                return None
             self._active_size += len(record)
             self._total_bytes += len(record)
             self._segments[self._active] = self._active_size
             self._dirty = True
             self.appended += 1
+            after = Position(self._active, self._active_size)
         if self._reader_waiting:
             with self._data:
                 self._data.notify()
-        return True
+        return after
 
     def _refuse(self, reason: str) -> None:
         self.refused += 1
@@ -265,6 +269,10 @@ class Spool:
             self._data.notify_all()
 
     # -- the writer thread --------------------------------------------------------------
+    def add_commit_listener(self, listener: Callable[[Position], None]) -> None:
+        """`listener(position)` runs (on the writer's thread) after each checkpoint."""
+        self._commit_listeners.append(listener)
+
     def commit(self, position: Position) -> None:
         """Everything before `position` is stored: record it, delete finished segments."""
         if position <= self._checkpoint:
@@ -282,6 +290,8 @@ class Spool:
                 (self.folder / _NAME.format(segment)).unlink()
             except FileNotFoundError:
                 pass
+        for listener in self._commit_listeners:
+            listener(position)
 
     # -- status -------------------------------------------------------------------------
     @property

@@ -77,7 +77,7 @@ def test_a_torn_record_at_the_end_of_an_old_segment_is_skipped(tmp_path):  # typ
 def test_a_full_spool_refuses_and_counts(tmp_path):  # type: ignore[no-untyped-def]
     spool = Spool(tmp_path, max_bytes=10_000)
     spool.open()
-    accepted = sum(spool.append(b"y" * 988, 0.0) for _ in range(20))
+    accepted = sum(spool.append(b"y" * 988, 0.0) is not None for _ in range(20))
     assert accepted == 10_000 // (988 + HEADER.size)
     assert spool.refused == 20 - accepted
     _, position = spool.read(100, timeout=0)

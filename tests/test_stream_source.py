@@ -1,0 +1,107 @@
+"""INGEST_SOURCE=stream: what was added while the monitor was down is stored, entries are
+acknowledged only once committed, and monitors in one group share the load."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import psycopg2
+import pytest
+from sqlalchemy import func, select
+
+from ingest.service import IngestService, conservation
+from queries.schema import error_logs
+from tests.conftest import fresh_schema, wait_for
+
+
+@pytest.fixture
+def stream(redis_client):  # type: ignore[no-untyped-def]
+    name = f"test:{uuid.uuid4().hex}:stream"
+    yield name
+    redis_client.delete(name)
+
+
+def _entry(i: int) -> dict[str, bytes]:
+    return {"data": json.dumps({"error_id": f"s-{i}", "severity": "error",
+                                "message": f"failure {i}", "category": "network"}).encode()}
+
+
+def _count(engine) -> int:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(error_logs)).scalar_one()
+
+
+def _pending(redis_client, stream: str, group: str) -> int:  # type: ignore[no-untyped-def]
+    return redis_client.xpending(stream, group)["pending"]
+
+
+def test_entries_added_while_down_are_stored_and_acknowledged(
+        engine, db_url, make_settings, redis_client, stream):  # type: ignore[no-untyped-def]
+    for i in range(500):
+        redis_client.xadd(stream, _entry(i))
+    redis_client.xadd(stream, {"severity": "critical", "message": "fields, no data",
+                               "error_id": "plain-fields"})
+    settings = make_settings(database_url=db_url, ingest_source="stream", error_stream=stream)
+    ingest = IngestService(settings, engine)
+    ingest.start()
+    try:
+        wait_for(lambda: ingest.counters()["stored"] == 501, timeout=20)
+        wait_for(lambda: _pending(redis_client, stream, settings.stream_group) == 0,
+                 message="every entry acknowledged")
+        assert ingest.subscriber.acked == 501
+    finally:
+        ingest.stop()
+    assert _count(engine) == 501
+    assert conservation(ingest.counters())["holds"]
+
+
+def test_entries_are_not_acknowledged_before_the_store_commits(
+        pg_url, make_settings, redis_client, stream):  # type: ignore[no-untyped-def]
+    from queries.engine import make_engine
+
+    engine = make_engine(pg_url)
+    fresh_schema(engine)
+    locker = psycopg2.connect(pg_url)
+    locker.cursor().execute("LOCK TABLE error_logs IN ACCESS EXCLUSIVE MODE")
+    settings = make_settings(database_url=pg_url, ingest_source="stream", error_stream=stream)
+    ingest = IngestService(settings, engine)
+    ingest.start()
+    try:
+        for i in range(200):
+            redis_client.xadd(stream, _entry(i))
+        wait_for(lambda: ingest.counters()["received"] == 200)
+        assert _pending(redis_client, stream, settings.stream_group) == 200
+        locker.rollback()
+        wait_for(lambda: _pending(redis_client, stream, settings.stream_group) == 0,
+                 timeout=20, message="acknowledgement after the commit")
+        assert _count(engine) == 200
+    finally:
+        locker.close()
+        ingest.stop()
+        engine.dispose()
+
+
+def test_two_monitors_in_one_group_share_the_stream_without_double_storage(
+        engine, db_url, make_settings, redis_client, stream, tmp_path):  # type: ignore[no-untyped-def]
+    monitors = [
+        IngestService(make_settings(database_url=db_url, ingest_source="stream",
+                                    error_stream=stream, stream_consumer=f"worker-{n}",
+                                    spool_dir=str(tmp_path / f"spool-{n}")), engine)
+        for n in (1, 2)]
+    for monitor in monitors:
+        monitor.start()
+    try:
+        wait_for(lambda: all(m.subscriber.subscribed for m in monitors))
+        for start in range(0, 5000, 100):
+            pipe = redis_client.pipeline(transaction=False)
+            for i in range(start, start + 100):
+                pipe.xadd(stream, _entry(i))
+            pipe.execute()
+        wait_for(lambda: sum(m.counters()["stored"] for m in monitors) == 5000, timeout=30)
+    finally:
+        for monitor in monitors:
+            monitor.stop()
+    assert _count(engine) == 5000
+    assert sum(m.counters()["duplicate"] for m in monitors) == 0
+    assert all(m.counters()["received"] > 0 for m in monitors)  # both took a share
