@@ -10,11 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import psycopg2
@@ -22,6 +24,8 @@ from sqlalchemy.engine import Engine
 
 from queries.records import ErrorEvent, Rejection
 from queries.schema import INSERT_COLUMNS
+
+log = logging.getLogger(__name__)
 
 _COLS = ", ".join(INSERT_COLUMNS)
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
@@ -39,6 +43,12 @@ class BatchResult:
     inserted: int = 0
     duplicates: int = 0
     refused: list[Rejection] = field(default_factory=list)
+    new_events: list[ErrorEvent] = field(default_factory=list)
+
+
+# Runs inside the batch's transaction with the events that were new (not duplicates), e.g.
+# to keep the error groups current: (DBAPI connection, dialect name, new events).
+BatchHook = Callable[[Any, str, list[ErrorEvent]], None]
 
 
 def sqlite_time(moment: datetime) -> str:
@@ -71,11 +81,18 @@ def _is_outage(exc: BaseException) -> bool:
     return False
 
 
+def _is_missing_table(exc: BaseException) -> bool:
+    if isinstance(exc, psycopg2.Error):
+        return exc.pgcode == "42P01"
+    return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc).lower()
+
+
 class ErrorStore:
     """Writes batches of events and dead letters; one instance per writer thread."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, hooks: Sequence[BatchHook] = ()) -> None:
         self.engine = engine
+        self.hooks = list(hooks)
         self.dialect = engine.dialect.name
         self._conn = None  # the writer's own DBAPI connection, kept between batches
         self._staging_ready = False
@@ -125,8 +142,9 @@ class ErrorStore:
         if not events:
             return BatchResult()
         try:
-            inserted = self._insert(events)
-            return BatchResult(inserted=inserted, duplicates=len(events) - inserted)
+            new = self._insert(events)
+            return BatchResult(inserted=len(new), duplicates=len(events) - len(new),
+                               new_events=new)
         except StoreUnavailable:
             raise
         except Exception as exc:
@@ -152,17 +170,21 @@ class ErrorStore:
             result.inserted += sub.inserted
             result.duplicates += sub.duplicates
             result.refused.extend(sub.refused)
+            result.new_events.extend(sub.new_events)
         return result
 
-    def _insert(self, events: Sequence[ErrorEvent]) -> int:
+    def _insert(self, events: Sequence[ErrorEvent]) -> list[ErrorEvent]:
         conn = self._connection()
         try:
             if self.dialect == "postgresql":
-                inserted = self._copy_postgres(conn, events)
+                new_ids = self._copy_postgres(conn, events)
             else:
-                inserted = self._insert_sqlite(conn, events)
+                new_ids = self._insert_sqlite(conn, events)
+            new = _first_of_each(events, new_ids)
+            if new and self.hooks:
+                self._run_hooks(conn, new)
             conn.commit()
-            return inserted
+            return new
         except Exception:
             # A staging table made in this transaction is gone with its rollback.
             self._staging_ready = False
@@ -172,7 +194,22 @@ class ErrorStore:
                 self._drop_connection()
             raise
 
-    def _copy_postgres(self, conn, events: Sequence[ErrorEvent]) -> int:  # type: ignore[no-untyped-def]
+    def _run_hooks(self, conn, new: list[ErrorEvent]) -> None:  # type: ignore[no-untyped-def]
+        """Run the hooks in a savepoint: a failing hook must never cost the rows themselves."""
+        cur = conn.cursor()
+        cur.execute("SAVEPOINT batch_hooks")
+        try:
+            for hook in self.hooks:
+                hook(conn, self.dialect, new)
+        except Exception as exc:
+            if _is_outage(exc) and not _is_missing_table(exc):
+                raise
+            log.exception("a batch hook failed; the %d rows are stored without it", len(new))
+            cur.execute("ROLLBACK TO SAVEPOINT batch_hooks")
+        cur.execute("RELEASE SAVEPOINT batch_hooks")
+        cur.close()
+
+    def _copy_postgres(self, conn, events: Sequence[ErrorEvent]) -> set[str]:  # type: ignore[no-untyped-def]
         cur = conn.cursor()
         if not self._staging_ready:
             cur.execute(
@@ -191,15 +228,21 @@ class ErrorStore:
         cur.copy_expert(f"COPY error_logs_staging ({_COLS}) FROM STDIN WITH (FORMAT csv)", buffer)
         cur.execute(
             f"INSERT INTO error_logs ({_COLS}) SELECT {_COLS} FROM error_logs_staging "
-            "ON CONFLICT (error_id) DO NOTHING")
-        inserted = cur.rowcount
+            "ON CONFLICT (error_id) DO NOTHING RETURNING error_id")
+        inserted = {row[0] for row in cur.fetchall()}
         cur.close()
         return inserted
 
-    def _insert_sqlite(self, conn, events: Sequence[ErrorEvent]) -> int:  # type: ignore[no-untyped-def]
-        raw = conn.driver_connection
-        before = raw.total_changes
+    def _insert_sqlite(self, conn, events: Sequence[ErrorEvent]) -> set[str]:  # type: ignore[no-untyped-def]
         cur = conn.cursor()
+        # One writer thread per SQLite file: what is not there before the insert is new.
+        ids = list({e.error_id for e in events})
+        existing: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            cur.execute("SELECT error_id FROM error_logs WHERE error_id IN "
+                        f"({', '.join('?' * len(chunk))})", chunk)
+            existing.update(row[0] for row in cur.fetchall())
         cur.executemany(
             f"INSERT INTO error_logs (id, {_COLS}) VALUES (?{', ?' * len(INSERT_COLUMNS)}) "
             "ON CONFLICT (error_id) DO NOTHING",
@@ -207,7 +250,7 @@ class ErrorStore:
               e.severity, e.category, e.source, e.component, e.operation, e.symbol,
               _context_json(e), sqlite_time(e.timestamp)) for e in events])
         cur.close()
-        return raw.total_changes - before
+        return set(ids) - existing
 
     # -- dead letters -------------------------------------------------------------------
     def write_rejections(self, rejections: Sequence[Rejection]) -> None:
@@ -234,6 +277,16 @@ class ErrorStore:
             self._drop_connection()
             raise StoreUnavailable(
                 f"could not store {len(rejections)} rejected messages: {exc}") from exc
+
+
+def _first_of_each(events: Sequence[ErrorEvent], new_ids: set[str]) -> list[ErrorEvent]:
+    """The events whose id was new, each id once (the first copy is the stored one)."""
+    new: list[ErrorEvent] = []
+    for event in events:
+        if event.error_id in new_ids:
+            new.append(event)
+            new_ids.discard(event.error_id)
+    return new
 
 
 def _event_as_json(event: ErrorEvent) -> str:

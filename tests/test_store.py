@@ -117,3 +117,26 @@ def test_count_is_exact_after_many_batches(engine):  # type: ignore[no-untyped-d
         assert conn.execute(select(func.count()).select_from(error_logs)).scalar_one() == 5000
     assert total == 5000
     store.close()
+
+
+def test_hooks_see_only_new_events_and_a_failing_hook_costs_no_rows(engine):  # type: ignore[no-untyped-def]
+    seen: list[list[str]] = []
+
+    def record(_conn, _dialect, new) -> None:  # type: ignore[no-untyped-def]
+        seen.append([e.error_id for e in new])
+
+    store = ErrorStore(engine, hooks=[record])
+    store.write_batch([event(error_id="a"), event(error_id="b")])
+    result = store.write_batch([event(error_id="a"), event(error_id="c"), event(error_id="c")])
+    assert seen == [["a", "b"], ["c"]]
+    assert [e.error_id for e in result.new_events] == ["c"]
+    store.close()
+
+    def broken(conn, _dialect, _new) -> None:  # type: ignore[no-untyped-def]
+        cur = conn.cursor()
+        cur.execute("INSERT INTO no_such_table VALUES (1)")
+
+    store = ErrorStore(engine, hooks=[broken])
+    assert store.write_batch([event(error_id="d")]).inserted == 1
+    assert {r.error_id for r in _rows(engine)} == {"a", "b", "c", "d"}
+    store.close()
