@@ -17,13 +17,14 @@ from typing import Any
 from ingest.batch_writer import BatchWriter
 from ingest.file_log import write_event, write_rejection
 from ingest.normalise import Limits, normalise
-from ingest.ring_buffer import RingBuffer
+from ingest.ring_buffer import Entry, RingBuffer
 from ingest.spool import Spool
 from queries.records import SEVERITY_RANK, ErrorEvent, Rejection
 
 log = logging.getLogger(__name__)
 
-EventListener = Callable[[Sequence[ErrorEvent]], None]
+# Called with the ring entries (sequence number and event) that were new in a chunk.
+EntryListener = Callable[[Sequence[Entry]], None]
 
 
 class Pipeline(threading.Thread):
@@ -47,7 +48,7 @@ class Pipeline(threading.Thread):
         self.error_log = error_log
         self.max_backlog = max_backlog
         self.chunk = chunk
-        self.listeners: list[EventListener] = []
+        self.listeners: list[EntryListener] = []
         self._stop_event = threading.Event()
         # Written by this thread only; read by the status views.
         self.processed = 0
@@ -56,8 +57,11 @@ class Pipeline(threading.Thread):
         self.log_only = 0
         self.by_severity: dict[str, int] = dict.fromkeys(SEVERITY_RANK, 0)
 
-    def add_listener(self, listener: EventListener) -> None:
-        """`listener(events)` is called with each chunk of accepted events, on this thread."""
+    def add_listener(self, listener: EntryListener) -> None:
+        """`listener(entries)` is called with the new entries of each chunk, on this thread.
+
+        A re-sent copy of an error still in the ring buffer is not new and is not passed on,
+        so listeners (alerts, the live feed) do not count it twice."""
         self.listeners.append(listener)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -120,10 +124,10 @@ class Pipeline(threading.Thread):
             log.warning("rejected %d malformed messages (first: %s)", len(rejected),
                         rejected[0].reason)
         self.writer.submit(accepted, rejected, position)
-        if accepted:
-            self.ring.extend(accepted)
+        entries = self.ring.extend(accepted) if accepted else []
+        if entries:
             for listener in self.listeners:
                 try:
-                    listener(accepted)
+                    listener(entries)
                 except Exception:
                     log.exception("listener %r failed", listener)

@@ -32,23 +32,40 @@ class RingBuffer:
         self._last_seq = 0
         self._lock = threading.Lock()
 
-    def extend(self, events: Iterable[ErrorEvent]) -> int:
-        """Append events not already held; returns how many were added."""
-        added = 0
+    def extend(self, events: Iterable[ErrorEvent]) -> list[Entry]:
+        """Append events not already held; returns the entries added, with their sequence."""
+        added: list[Entry] = []
         with self._lock:
             for event in events:
                 if event.error_id in self._ids:
                     continue
                 self._last_seq += 1
-                self._entries.append(Entry(self._last_seq, event))
-                self._ids.add(event.error_id)
-                added += 1
-                if len(self._entries) > self.capacity:
-                    self._ids.discard(self._entries.popleft().event.error_id)
+                entry = Entry(self._last_seq, event)
+                self._put(entry)
+                added.append(entry)
         return added
 
+    def extend_entries(self, entries: Iterable[Entry]) -> list[Entry]:
+        """Append entries numbered elsewhere (a follower of another process's buffer);
+        entries not newer than the last held are ignored."""
+        added: list[Entry] = []
+        with self._lock:
+            for entry in entries:
+                if entry.seq <= self._last_seq or entry.event.error_id in self._ids:
+                    continue
+                self._last_seq = entry.seq
+                self._put(entry)
+                added.append(entry)
+        return added
+
+    def _put(self, entry: Entry) -> None:
+        self._entries.append(entry)
+        self._ids.add(entry.event.error_id)
+        if len(self._entries) > self.capacity:
+            self._ids.discard(self._entries.popleft().event.error_id)
+
     def append(self, event: ErrorEvent) -> bool:
-        return self.extend((event,)) == 1
+        return len(self.extend((event,))) == 1
 
     def since(self, seq: int, limit: int | None = None) -> list[Entry]:
         """Entries newer than `seq`, oldest first; with `limit`, only the newest `limit`."""
