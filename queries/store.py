@@ -290,10 +290,14 @@ def _first_of_each(events: Sequence[ErrorEvent], new_ids: set[str]) -> list[Erro
 
 
 def _event_as_json(event: ErrorEvent) -> str:
-    return orjson.dumps({
+    document = {
         "error_id": event.error_id, "error_type": event.error_type,
         "error_message": event.error_message, "error_traceback": event.error_traceback,
         "severity": event.severity, "category": event.category, "source": event.source,
         "component": event.component, "operation": event.operation, "symbol": event.symbol,
         "context": event.context, "timestamp": event.timestamp.isoformat(),
-    }, default=str).decode("utf-8", "replace")
+    }
+    try:
+        return orjson.dumps(document, default=str).decode("utf-8", "replace")
+    except TypeError:  # integers beyond 64 bits
+        return json.dumps(document, default=str, ensure_ascii=False)

@@ -1,0 +1,76 @@
+"""Group fingerprints: one problem, one line, however many symbols or retries it hits.
+
+The fingerprint hashes the error type, category, component, operation and the message with
+its variable parts masked, so "failed for AAPL after 3 retries" and "failed for MSFT after 5
+retries" are one group. A message may carry its own `fingerprint` (a string, or a list whose
+"{{ default }}" item stands for the computed one, as Sentry does); then that wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from queries.records import ErrorEvent
+
+DEFAULT_MARKER = "{{ default }}"
+
+# Order matters: timestamps before numbers, UUIDs before hex, quoted text before the rest.
+_MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?"),
+     "<ts>"),
+    (re.compile(r"\b\d{1,2}:\d\d(?::\d\d(?:\.\d+)?)?\b"), "<time>"),
+    (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"),
+     "<uuid>"),
+    (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<hex>"),
+    (re.compile(r"\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}\b"), "<hex>"),
+    (re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`"), "<q>"),
+    # Tickers where a message names one: "for AAPL", "symbol=MSFT", "ticker: BRK.B".
+    (re.compile(r"\b(for|symbol|ticker|of|on)([ =:]+)\$?[A-Z]{1,5}(?:\.[A-Z])?\b"), r"\1\2<sym>"),
+    (re.compile(r"[-+]?\b\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?"), "<n>"),
+)
+
+
+def mask(message: str, symbol: str | None = None) -> str:
+    """The message with its variable parts replaced by placeholders."""
+    text = message.strip().splitlines()[0] if message.strip() else ""
+    if symbol:
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(symbol)}(?![A-Za-z0-9])", "<sym>", text)
+    for pattern, placeholder in _MASKS:
+        text = pattern.sub(placeholder, text)
+    return text[:500]
+
+
+def default_fingerprint(event: ErrorEvent) -> str:
+    parts = (event.error_type or "", event.category, event.component or "",
+             event.operation or "", mask(event.error_message, event.symbol))
+    return _digest("\x1f".join(parts))
+
+
+def fingerprint(event: ErrorEvent) -> str:
+    """The event's group: its own `fingerprint` if it sent one, else the masked default."""
+    explicit = event.context.get("fingerprint")
+    if isinstance(explicit, list) and explicit:
+        items = [default_fingerprint(event) if item == DEFAULT_MARKER else _text(item)
+                 for item in explicit]
+        return _digest("explicit\x1f" + "\x1f".join(items))
+    if isinstance(explicit, (str, int, float)) and not isinstance(explicit, bool) \
+            and str(explicit).strip():
+        return _digest("explicit\x1f" + str(explicit).strip())
+    return default_fingerprint(event)
+
+
+def group_title(event: ErrorEvent) -> str:
+    """What a person reads in the groups list: the type and the first line of the message."""
+    first_line = event.error_message.strip().splitlines()[0] if event.error_message.strip() \
+        else "(no message)"
+    return f"{event.error_type or event.category}: {first_line}"[:300]
+
+
+def _text(item: Any) -> str:
+    return item if isinstance(item, str) else repr(item)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8", "replace"), usedforsecurity=False).hexdigest()

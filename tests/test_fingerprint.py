@@ -1,0 +1,80 @@
+"""Which messages group together, and which must not."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.fingerprint import fingerprint, group_title, mask
+from tests.factories import event
+
+SAME = [
+    ("failed for AAPL after 3 retries", "failed for MSFT after 5 retries"),
+    ("RSI needs 14 periods, got 9", "RSI needs 14 periods, got 11"),
+    ("timeout after 30.5 s", "timeout after 2 s"),
+    ("order 0x7f3a9c not found", "order 0x11ff not found"),
+    ("job 5f0c2b9e-1d7a-4c1e-9d35-2b1f7f0e9a44 failed",
+     "job 0b5a7a3e-2d7a-4c1e-9d35-aaaaaaaaaaaa failed"),
+    ("request deadbeef42 failed", "request 0123abcd99 failed"),
+    ("bad value 'abc' in column 'open'", "bad value 'xyz' in column 'close'"),
+    ('missing key "volume"', 'missing key "high"'),
+    ("bar at 2024-10-30T12:00:00Z is late", "bar at 2025-01-02 09:31:00 is late"),
+    ("high < low for bar at 09:31", "high < low for bar at 15:59"),
+    ("connection to server at 10.0.0.5 failed", "connection to server at 10.0.0.17 failed"),
+    ("Polygon returned 429 for symbol=TSLA", "Polygon returned 429 for symbol=NVDA"),
+    ("first line\nTraceback detail 1", "first line\nother detail"),
+]
+DIFFERENT = [
+    ("Pattern detection failed for Doji", "Pattern detection failed for Hammer"),
+    ("connection refused", "connection reset"),
+    ("RSI needs more data", "MACD needs more data"),
+    ("insufficient data", "invalid data"),
+]
+
+
+@pytest.mark.parametrize("first, second", SAME)
+def test_messages_that_differ_only_in_variable_parts_group_together(first, second):  # type: ignore[no-untyped-def]
+    assert fingerprint(event(error_message=first, symbol=None)) == \
+        fingerprint(event(error_message=second, symbol=None)), (mask(first), mask(second))
+
+
+@pytest.mark.parametrize("first, second", DIFFERENT)
+def test_different_problems_do_not_group(first, second):  # type: ignore[no-untyped-def]
+    assert fingerprint(event(error_message=first)) != fingerprint(event(error_message=second))
+
+
+def test_the_events_own_symbol_is_masked_wherever_it_appears():  # type: ignore[no-untyped-def]
+    a = event(error_message="AAPL bars missing", symbol="AAPL")
+    b = event(error_message="MSFT bars missing", symbol="MSFT")
+    assert fingerprint(a) == fingerprint(b)
+
+
+@pytest.mark.parametrize("field, other", [
+    ("error_type", "OtherError"), ("category", "network"), ("component", "Other"),
+    ("operation", "other_op")])
+def test_type_category_component_and_operation_split_groups(field, other):  # type: ignore[no-untyped-def]
+    assert fingerprint(event()) != fingerprint(event(**{field: other}))
+
+
+def test_an_explicit_fingerprint_wins():  # type: ignore[no-untyped-def]
+    a = event(error_message="one thing", context={"fingerprint": "import-job-42"})
+    b = event(error_message="something else", category="network",
+              context={"fingerprint": "import-job-42"})
+    c = event(error_message="one thing", context={"fingerprint": "import-job-43"})
+    assert fingerprint(a) == fingerprint(b) != fingerprint(c)
+    assert fingerprint(a) != fingerprint(event(error_message="one thing"))
+
+
+def test_an_explicit_list_can_extend_the_default():  # type: ignore[no-untyped-def]
+    base = {"fingerprint": ["{{ default }}", "daily"]}
+    a = event(error_message="failed for AAPL after 3 retries", symbol=None, context=base)
+    b = event(error_message="failed for MSFT after 9 retries", symbol=None, context=base)
+    c = event(error_message="failed for MSFT after 9 retries", symbol=None,
+              context={"fingerprint": ["{{ default }}", "minute"]})
+    assert fingerprint(a) == fingerprint(b) != fingerprint(c)
+
+
+def test_title_is_type_and_first_line():  # type: ignore[no-untyped-def]
+    assert group_title(event(error_type="PolygonAPIError", error_message="429\nmore")) == \
+        "PolygonAPIError: 429"
+    assert group_title(event(error_type=None, category="network", error_message="")) == \
+        "network: (no message)"
