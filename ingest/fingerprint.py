@@ -42,23 +42,26 @@ def mask(message: str, symbol: str | None = None) -> str:
     return text[:500]
 
 
-def default_fingerprint(event: ErrorEvent) -> str:
-    parts = (event.error_type or "", event.category, event.component or "",
-             event.operation or "", mask(event.error_message, event.symbol))
-    return _digest("\x1f".join(parts))
-
-
-def fingerprint(event: ErrorEvent) -> str:
-    """The event's group: its own `fingerprint` if it sent one, else the masked default."""
-    explicit = event.context.get("fingerprint")
+def compute_fingerprint(error_type: str | None, category: str, component: str | None,
+                        operation: str | None, message: str, symbol: str | None,
+                        explicit: Any = None) -> str:
+    """The group of an error with these fields; `explicit` is a message's own fingerprint."""
+    default = _digest("\x1f".join((error_type or "", category, component or "",
+                                    operation or "", mask(message, symbol))))
     if isinstance(explicit, list) and explicit:
-        items = [default_fingerprint(event) if item == DEFAULT_MARKER else _text(item)
-                 for item in explicit]
+        items = [default if item == DEFAULT_MARKER else _text(item) for item in explicit]
         return _digest("explicit\x1f" + "\x1f".join(items))
     if isinstance(explicit, (str, int, float)) and not isinstance(explicit, bool) \
             and str(explicit).strip():
         return _digest("explicit\x1f" + str(explicit).strip())
-    return default_fingerprint(event)
+    return default
+
+
+def fingerprint(event: ErrorEvent) -> str:
+    """The event's group: its own `fingerprint` if it sent one, else the masked default."""
+    return compute_fingerprint(event.error_type, event.category, event.component,
+                               event.operation, event.error_message, event.symbol,
+                               event.context.get("fingerprint"))
 
 
 def group_title(event: ErrorEvent) -> str:

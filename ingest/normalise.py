@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from ingest.fingerprint import compute_fingerprint
 from queries.records import (
     CATEGORIES,
     COLUMN_LIMITS,
@@ -398,6 +399,9 @@ def _build(document: dict[str, Any], received_at: datetime, limits: Limits) -> E
     error_type = _fit("error_type", _as_text(get("error_type")), context)
     source = _fit("source", _as_text(get("source")), context) or _DEFAULT_SOURCE
 
+    explicit = get("fingerprint")
+    if explicit is not None and "fingerprint" not in context:
+        context["fingerprint"] = explicit
     return ErrorEvent(
         error_id=_error_id(get("error_id"), document, context),
         error_type=error_type,
@@ -412,4 +416,6 @@ def _build(document: dict[str, Any], received_at: datetime, limits: Limits) -> E
         context=context,
         timestamp=timestamp,
         received_at=received_at,
+        fingerprint=compute_fingerprint(error_type, category, component, operation, message,
+                                        symbol, context.get("fingerprint")),
     )

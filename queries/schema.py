@@ -50,6 +50,7 @@ error_logs = Table(
     Column("operation", String(COLUMN_LIMITS["operation"])),
     Column("symbol", String(COLUMN_LIMITS["symbol"])),
     Column("context", _JSON, nullable=False),
+    Column("fingerprint", String(40)),
     Column("timestamp", DateTime(timezone=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("idx_error_logs_timestamp", "timestamp"),
@@ -57,6 +58,7 @@ error_logs = Table(
     Index("idx_error_logs_category", "category"),
     Index("idx_error_logs_symbol", "symbol"),
     Index("idx_error_logs_error_type", "error_type"),
+    Index("idx_error_logs_fingerprint", "fingerprint", "timestamp"),
     Index("idx_error_logs_recent_serious", "timestamp",
           postgresql_where=text("severity IN ('critical', 'error')"),
           sqlite_where=text("severity IN ('critical', 'error')")),
@@ -77,7 +79,7 @@ rejected_messages = Table(
 # Columns the batch writer fills, in the order of its rows.
 INSERT_COLUMNS = (
     "error_id", "error_type", "error_message", "error_traceback", "severity", "category",
-    "source", "component", "operation", "symbol", "context", "timestamp",
+    "source", "component", "operation", "symbol", "context", "timestamp", "fingerprint",
 )
 
 

@@ -222,7 +222,7 @@ class ErrorStore:
         writer.writerows(
             (e.error_id, e.error_type, e.error_message, e.error_traceback, e.severity,
              e.category, e.source, e.component, e.operation, e.symbol, _context_json(e),
-             e.timestamp.isoformat())
+             e.timestamp.isoformat(), e.fingerprint)
             for e in events)
         buffer.seek(0)
         cur.copy_expert(f"COPY error_logs_staging ({_COLS}) FROM STDIN WITH (FORMAT csv)", buffer)
@@ -248,7 +248,7 @@ class ErrorStore:
             "ON CONFLICT (error_id) DO NOTHING",
             [(uuid.uuid4().hex, e.error_id, e.error_type, e.error_message, e.error_traceback,
               e.severity, e.category, e.source, e.component, e.operation, e.symbol,
-              _context_json(e), sqlite_time(e.timestamp)) for e in events])
+              _context_json(e), sqlite_time(e.timestamp), e.fingerprint) for e in events])
         cur.close()
         return set(ids) - existing
 
@@ -296,6 +296,7 @@ def _event_as_json(event: ErrorEvent) -> str:
         "severity": event.severity, "category": event.category, "source": event.source,
         "component": event.component, "operation": event.operation, "symbol": event.symbol,
         "context": event.context, "timestamp": event.timestamp.isoformat(),
+        "fingerprint": event.fingerprint,
     }
     try:
         return orjson.dumps(document, default=str).decode("utf-8", "replace")

@@ -15,6 +15,7 @@ CREATE TABLE IF NOT EXISTS error_logs (
     operation       VARCHAR(255),
     symbol          VARCHAR(64),
     context         JSONB NOT NULL,
+    fingerprint     VARCHAR(40),
     "timestamp"     TIMESTAMP WITH TIME ZONE NOT NULL,
     created_at      TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now()
 );
@@ -24,6 +25,8 @@ CREATE INDEX IF NOT EXISTS idx_error_logs_severity   ON error_logs (severity);
 CREATE INDEX IF NOT EXISTS idx_error_logs_category   ON error_logs (category);
 CREATE INDEX IF NOT EXISTS idx_error_logs_symbol     ON error_logs (symbol);
 CREATE INDEX IF NOT EXISTS idx_error_logs_error_type ON error_logs (error_type);
+-- An error group's events, newest first.
+CREATE INDEX IF NOT EXISTS idx_error_logs_fingerprint ON error_logs (fingerprint, "timestamp");
 -- The health check and the alert rules look at recent serious errors only.
 CREATE INDEX IF NOT EXISTS idx_error_logs_recent_serious ON error_logs ("timestamp")
     WHERE severity IN ('critical', 'error');

@@ -78,3 +78,20 @@ def test_title_is_type_and_first_line():  # type: ignore[no-untyped-def]
         "PolygonAPIError: 429"
     assert group_title(event(error_type=None, category="network", error_message="")) == \
         "network: (no message)"
+
+
+def test_normalised_events_carry_their_group_and_a_top_level_fingerprint_wins():  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from ingest.normalise import normalise
+
+    now = datetime.now(UTC)
+    a = normalise(orjson.dumps({"message": "failed for AAPL after 3 retries"}), now)
+    b = normalise(orjson.dumps({"message": "failed for MSFT after 7 retries"}), now)
+    c = normalise(orjson.dumps({"message": "anything", "fingerprint": ["nightly-import"]}), now)
+    d = normalise(orjson.dumps({"message": "else", "fingerprint": ["nightly-import"]}), now)
+    assert a.fingerprint == b.fingerprint and len(a.fingerprint) == 40  # type: ignore[union-attr]
+    assert c.fingerprint == d.fingerprint != a.fingerprint  # type: ignore[union-attr]
+    assert c.context["fingerprint"] == ["nightly-import"]  # type: ignore[union-attr]
