@@ -14,6 +14,7 @@ import dash
 from sqlalchemy.engine import Engine
 
 from dashboard.factory import create_dash_app
+from dashboard.groups_api import create_groups_blueprint
 from dashboard.monitor_api import create_monitor_blueprint
 from ingest.service import IngestService
 from queries.engine import make_engine
@@ -46,6 +47,7 @@ def build(settings: Settings) -> Monitor:
     ingest = IngestService(settings, engine)
     dash_app = create_dash_app(engine, ingest)
     dash_app.server.register_blueprint(create_monitor_blueprint(ingest.status))
+    dash_app.server.register_blueprint(create_groups_blueprint(engine))
     return Monitor(settings, engine, ingest, dash_app)
 
 

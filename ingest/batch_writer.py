@@ -19,7 +19,7 @@ from typing import Any
 from redis.backoff import ExponentialWithJitterBackoff
 
 from queries.records import ErrorEvent, Rejection
-from queries.store import ErrorStore, StoreUnavailable
+from queries.store import BatchResult, ErrorStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class BatchWriter(threading.Thread):
         # every event and dead letter submitted before a marker is committed.
         self.on_commit = on_commit
         self._markers: deque[tuple[int, int, Any]] = deque()
+        self.batch_listeners: list[Callable[[BatchResult], None]] = []
         self._submitted = 0
         self._committed = 0
         self._generation = 0
@@ -198,6 +199,11 @@ class BatchWriter(threading.Thread):
                         self._rejections.extend(result.refused)
             self.stored += result.inserted
             self.duplicates += result.duplicates
+            for listener in self.batch_listeners:
+                try:
+                    listener(result)
+                except Exception:
+                    log.exception("batch listener %r failed", listener)
             self.refused += len(result.refused)
             self.batches += 1
             self.last_batch_rows = len(batch)

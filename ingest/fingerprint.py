@@ -64,13 +64,6 @@ def fingerprint(event: ErrorEvent) -> str:
                                event.context.get("fingerprint"))
 
 
-def group_title(event: ErrorEvent) -> str:
-    """What a person reads in the groups list: the type and the first line of the message."""
-    first_line = event.error_message.strip().splitlines()[0] if event.error_message.strip() \
-        else "(no message)"
-    return f"{event.error_type or event.category}: {first_line}"[:300]
-
-
 def _text(item: Any) -> str:
     return item if isinstance(item, str) else repr(item)
 

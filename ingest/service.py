@@ -22,6 +22,7 @@ from ingest.ring_buffer import RingBuffer
 from ingest.spool import Spool
 from ingest.stream_source import StreamSubscriber
 from ingest.subscriber import Subscriber
+from queries.groups import GroupsHook
 from queries.records import iso_utc
 from queries.store import ErrorStore
 from settings import Settings
@@ -49,7 +50,9 @@ class IngestService:
             open_error_log(settings.log_file_path, settings.log_file_max_size,
                            settings.log_file_backup_count)
             if settings.log_file_enabled else None)
-        self.writer = BatchWriter(ErrorStore(engine), max_rows=settings.batch_max_rows,
+        self.groups = GroupsHook()
+        self.writer = BatchWriter(ErrorStore(engine, hooks=[self.groups]),
+                                  max_rows=settings.batch_max_rows,
                                   max_wait=settings.batch_max_wait_ms / 1000.0,
                                   on_commit=self.spool.commit)
         self.pipeline = Pipeline(

@@ -76,6 +76,43 @@ rejected_messages = Table(
     Index("idx_rejected_messages_received_at", "received_at"),
 )
 
+# Error groups (one line per problem): kept current by the batch writer, in the batch's
+# transaction (queries/groups.py).
+error_groups = Table(
+    "error_groups",
+    metadata,
+    Column("fingerprint", String(40), primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("error_type", String(COLUMN_LIMITS["error_type"])),
+    Column("category", String(32), nullable=False),
+    Column("component", String(COLUMN_LIMITS["component"])),
+    Column("operation", String(COLUMN_LIMITS["operation"])),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("event_count", BigInteger, nullable=False),
+    Column("worst_severity", String(16), nullable=False),
+    Column("symbol_count", Integer, nullable=False, server_default="0"),
+    # unresolved | resolved | ignored | regressed
+    Column("state", String(16), nullable=False, server_default="unresolved"),
+    Column("state_changed_at", DateTime(timezone=True)),
+    Column("ignore_until", DateTime(timezone=True)),
+    Column("ignore_until_count", BigInteger),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("regressed_at", DateTime(timezone=True)),
+    Index("idx_error_groups_last_seen", "last_seen"),
+    Index("idx_error_groups_state", "state"),
+)
+
+# The distinct symbols each group has hit, with their counts.
+error_group_symbols = Table(
+    "error_group_symbols",
+    metadata,
+    Column("fingerprint", String(40), primary_key=True),
+    Column("symbol", String(COLUMN_LIMITS["symbol"]), primary_key=True),
+    Column("event_count", BigInteger, nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+)
+
 # Columns the batch writer fills, in the order of its rows.
 INSERT_COLUMNS = (
     "error_id", "error_type", "error_message", "error_traceback", "severity", "category",

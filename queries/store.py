@@ -44,11 +44,13 @@ class BatchResult:
     duplicates: int = 0
     refused: list[Rejection] = field(default_factory=list)
     new_events: list[ErrorEvent] = field(default_factory=list)
+    # What each hook returned, by the hook's `name`; lists are joined across split batches.
+    hook_results: dict[str, Any] = field(default_factory=dict)
 
 
 # Runs inside the batch's transaction with the events that were new (not duplicates), e.g.
-# to keep the error groups current: (DBAPI connection, dialect name, new events).
-BatchHook = Callable[[Any, str, list[ErrorEvent]], None]
+# to keep the error groups current: (DBAPI connection, dialect name, new events) -> result.
+BatchHook = Callable[[Any, str, list[ErrorEvent]], Any]
 
 
 def sqlite_time(moment: datetime) -> str:
@@ -142,9 +144,9 @@ class ErrorStore:
         if not events:
             return BatchResult()
         try:
-            new = self._insert(events)
+            new, hook_results = self._insert(events)
             return BatchResult(inserted=len(new), duplicates=len(events) - len(new),
-                               new_events=new)
+                               new_events=new, hook_results=hook_results)
         except StoreUnavailable:
             raise
         except Exception as exc:
@@ -171,9 +173,14 @@ class ErrorStore:
             result.duplicates += sub.duplicates
             result.refused.extend(sub.refused)
             result.new_events.extend(sub.new_events)
+            for name, value in sub.hook_results.items():
+                if isinstance(value, list):
+                    result.hook_results.setdefault(name, []).extend(value)
+                else:
+                    result.hook_results[name] = value
         return result
 
-    def _insert(self, events: Sequence[ErrorEvent]) -> list[ErrorEvent]:
+    def _insert(self, events: Sequence[ErrorEvent]) -> tuple[list[ErrorEvent], dict[str, Any]]:
         conn = self._connection()
         try:
             if self.dialect == "postgresql":
@@ -181,10 +188,9 @@ class ErrorStore:
             else:
                 new_ids = self._insert_sqlite(conn, events)
             new = _first_of_each(events, new_ids)
-            if new and self.hooks:
-                self._run_hooks(conn, new)
+            hook_results = self._run_hooks(conn, new) if new and self.hooks else {}
             conn.commit()
-            return new
+            return new, hook_results
         except Exception:
             # A staging table made in this transaction is gone with its rollback.
             self._staging_ready = False
@@ -194,20 +200,23 @@ class ErrorStore:
                 self._drop_connection()
             raise
 
-    def _run_hooks(self, conn, new: list[ErrorEvent]) -> None:  # type: ignore[no-untyped-def]
+    def _run_hooks(self, conn, new: list[ErrorEvent]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         """Run the hooks in a savepoint: a failing hook must never cost the rows themselves."""
+        results: dict[str, Any] = {}
         cur = conn.cursor()
         cur.execute("SAVEPOINT batch_hooks")
         try:
             for hook in self.hooks:
-                hook(conn, self.dialect, new)
+                results[getattr(hook, "name", repr(hook))] = hook(conn, self.dialect, new)
         except Exception as exc:
             if _is_outage(exc) and not _is_missing_table(exc):
                 raise
             log.exception("a batch hook failed; the %d rows are stored without it", len(new))
             cur.execute("ROLLBACK TO SAVEPOINT batch_hooks")
+            results = {}
         cur.execute("RELEASE SAVEPOINT batch_hooks")
         cur.close()
+        return results
 
     def _copy_postgres(self, conn, events: Sequence[ErrorEvent]) -> set[str]:  # type: ignore[no-untyped-def]
         cur = conn.cursor()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.fingerprint import fingerprint, group_title, mask
+from ingest.fingerprint import fingerprint, mask
+from queries.groups import group_title
 from tests.factories import event
 
 SAME = [

@@ -1,0 +1,147 @@
+"""Error groups: counts and times across batches, states, regressions, ignores."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ingest.fingerprint import fingerprint
+from queries.group_reads import group_detail, list_groups
+from queries.groups import GroupNotFound, GroupsHook, set_state
+from queries.store import ErrorStore
+from tests.factories import event
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def grouped(**fields):  # type: ignore[no-untyped-def]
+    e = event(**fields)
+    from dataclasses import replace
+    return replace(e, fingerprint=fingerprint(e))
+
+
+@pytest.fixture
+def clock():  # type: ignore[no-untyped-def]
+    return Clock(T0)
+
+
+@pytest.fixture
+def store(engine, clock):  # type: ignore[no-untyped-def]
+    store = ErrorStore(engine, hooks=[GroupsHook(clock)])
+    yield store
+    store.close()
+
+
+def _state(engine, fp, state, clock, **kw):  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        set_state(conn.connection.dbapi_connection, engine.dialect.name, fp, state, clock(),
+                  **kw)
+
+
+def _group(engine, fp, clock):  # type: ignore[no-untyped-def]
+    return group_detail(engine, fp, now=clock())
+
+
+def test_counts_first_and_last_seen_and_symbols_add_up_across_batches_with_duplicates(
+        engine, store, clock):  # type: ignore[no-untyped-def]
+    a = grouped(error_id="a", error_message="failed for AAPL after 3 retries", symbol="AAPL",
+                timestamp=T0, severity="warning")
+    b = grouped(error_id="b", error_message="failed for MSFT after 5 retries", symbol="MSFT",
+                timestamp=T0 + timedelta(minutes=5), severity="critical")
+    c = grouped(error_id="c", error_message="failed for AAPL after 9 retries", symbol="AAPL",
+                timestamp=T0 - timedelta(minutes=5), severity="error")
+    assert a.fingerprint == b.fingerprint == c.fingerprint
+    store.write_batch([a, b])
+    result = store.write_batch([a, c, c])  # a and the second c are duplicates
+    assert [(ch.state, ch.previous_state, ch.events) for ch in result.hook_results["groups"]] \
+        == [("unresolved", "unresolved", 1)]
+    group = _group(engine, a.fingerprint, clock)
+    assert group["count"] == 3
+    assert group["firstSeen"] == "2026-11-01T11:55:00Z"
+    assert group["lastSeen"] == "2026-11-01T12:05:00Z"
+    assert group["worstSeverity"] == "critical"
+    assert group["symbolCount"] == 2
+    assert group["topSymbols"] == [{"symbol": "AAPL", "count": 2}, {"symbol": "MSFT", "count": 1}]
+    assert group["title"] == "PatternDetectionError: failed for AAPL after 3 retries"
+    assert [e["id"] for e in group["events"]] == ["b", "a", "c"]
+
+
+def test_a_new_event_in_a_resolved_group_is_a_regression(engine, store, clock):  # type: ignore[no-untyped-def]
+    first = grouped(error_id="r1", timestamp=T0)
+    store.write_batch([first])
+    _state(engine, first.fingerprint, "resolved", clock)
+    assert _group(engine, first.fingerprint, clock)["state"] == "resolved"
+    clock.now = T0 + timedelta(hours=1)
+    result = store.write_batch([grouped(error_id="r2", timestamp=clock.now)])
+    (change,) = result.hook_results["groups"]
+    assert change.regressed and change.notifies
+    group = _group(engine, first.fingerprint, clock)
+    assert group["state"] == "regressed" and group["regressedAt"] == "2026-11-01T13:00:00Z"
+    result = store.write_batch([grouped(error_id="r3", timestamp=clock.now)])
+    assert not result.hook_results["groups"][0].regressed  # only the first event regresses
+
+
+def test_ignored_for_good_stays_ignored_and_does_not_notify(engine, store, clock):  # type: ignore[no-untyped-def]
+    first = grouped(error_id="i1")
+    store.write_batch([first])
+    _state(engine, first.fingerprint, "ignored", clock)
+    (change,) = store.write_batch([grouped(error_id="i2")]).hook_results["groups"]
+    assert change.state == "ignored" and not change.notifies
+    assert _group(engine, first.fingerprint, clock)["count"] == 2  # stored and counted
+
+
+def test_ignore_until_count_ends_after_n_more_events(engine, store, clock):  # type: ignore[no-untyped-def]
+    first = grouped(error_id="c0")
+    store.write_batch([first])
+    _state(engine, first.fingerprint, "ignored", clock, count=3)
+    states = [store.write_batch([grouped(error_id=f"c{i}")]).hook_results["groups"][0].state
+              for i in range(1, 4)]
+    assert states == ["ignored", "ignored", "unresolved"]
+
+
+def test_ignore_until_time_ends_at_that_time(engine, store, clock):  # type: ignore[no-untyped-def]
+    first = grouped(error_id="t0")
+    store.write_batch([first])
+    _state(engine, first.fingerprint, "ignored", clock, until=T0 + timedelta(hours=2))
+    clock.now = T0 + timedelta(hours=1, minutes=59)
+    assert store.write_batch([grouped(error_id="t1")]).hook_results["groups"][0].state == \
+        "ignored"
+    clock.now = T0 + timedelta(hours=2)
+    assert _group(engine, first.fingerprint, clock)["state"] == "unresolved"  # shown as over
+    assert store.write_batch([grouped(error_id="t2")]).hook_results["groups"][0].state == \
+        "unresolved"
+
+
+def test_unknown_group_and_bad_state(engine, store, clock):  # type: ignore[no-untyped-def]
+    first = grouped(error_id="u0")
+    store.write_batch([first])
+    with pytest.raises(GroupNotFound):
+        _state(engine, "0" * 40, "resolved", clock)
+    with pytest.raises(ValueError, match="state must be one of"):
+        _state(engine, first.fingerprint, "regressed", clock)
+
+
+def test_list_filters_sorts_and_searches(engine, store, clock):  # type: ignore[no-untyped-def]
+    big = [grouped(error_id=f"big{i}", error_message="connection reset", category="network",
+                   component="HistoricalLoader", timestamp=T0 - timedelta(hours=3))
+           for i in range(5)]
+    recent = grouped(error_id="new", error_message="RSI needs data", component="Indicators",
+                     timestamp=T0 - timedelta(minutes=10))
+    store.write_batch([*big, recent])
+    _state(engine, recent.fingerprint, "resolved", clock)
+    by_count = list_groups(engine, sort="count", now=clock())
+    assert [g["count"] for g in by_count] == [5, 1]
+    assert by_count[0]["hourly"][21] == 5 and sum(by_count[0]["hourly"]) == 5
+    assert [g["fingerprint"] for g in list_groups(engine, state="resolved", now=clock())] == \
+        [recent.fingerprint]
+    assert [g["component"] for g in list_groups(engine, hours=1, now=clock())] == ["Indicators"]
+    assert [g["count"] for g in list_groups(engine, q="historical", now=clock())] == [5]
