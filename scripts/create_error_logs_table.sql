@@ -41,3 +41,34 @@ CREATE TABLE IF NOT EXISTS rejected_messages (
     raw         TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_rejected_messages_received_at ON rejected_messages (received_at);
+
+-- Error groups: one line per problem (queries/groups.py keeps them current).
+CREATE TABLE IF NOT EXISTS error_groups (
+    fingerprint        VARCHAR(40) PRIMARY KEY,
+    title              TEXT NOT NULL,
+    error_type         VARCHAR(255),
+    category           VARCHAR(32) NOT NULL,
+    component          VARCHAR(255),
+    operation          VARCHAR(255),
+    first_seen         TIMESTAMP WITH TIME ZONE NOT NULL,
+    last_seen          TIMESTAMP WITH TIME ZONE NOT NULL,
+    event_count        BIGINT NOT NULL,
+    worst_severity     VARCHAR(16) NOT NULL,
+    symbol_count       INTEGER NOT NULL DEFAULT 0,
+    state              VARCHAR(16) NOT NULL DEFAULT 'unresolved',
+    state_changed_at   TIMESTAMP WITH TIME ZONE,
+    ignore_until       TIMESTAMP WITH TIME ZONE,
+    ignore_until_count BIGINT,
+    resolved_at        TIMESTAMP WITH TIME ZONE,
+    regressed_at       TIMESTAMP WITH TIME ZONE
+);
+CREATE INDEX IF NOT EXISTS idx_error_groups_last_seen ON error_groups (last_seen);
+CREATE INDEX IF NOT EXISTS idx_error_groups_state ON error_groups (state);
+
+CREATE TABLE IF NOT EXISTS error_group_symbols (
+    fingerprint VARCHAR(40) NOT NULL,
+    symbol      VARCHAR(64) NOT NULL,
+    event_count BIGINT NOT NULL,
+    last_seen   TIMESTAMP WITH TIME ZONE NOT NULL,
+    PRIMARY KEY (fingerprint, symbol)
+);
