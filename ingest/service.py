@@ -9,11 +9,13 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from ingest.alert_keeper import AlertKeeper
+from ingest.alerts import AlertEngine, AlertRules, Notice
 from ingest.batch_writer import BatchWriter
 from ingest.file_log import close_error_log, open_error_log
 from ingest.normalise import Limits
@@ -22,9 +24,10 @@ from ingest.ring_buffer import RingBuffer
 from ingest.spool import Spool
 from ingest.stream_source import StreamSubscriber
 from ingest.subscriber import Subscriber
+from ingest.webhook import WebhookNotifier
 from queries.groups import GroupsHook
 from queries.records import iso_utc
-from queries.store import ErrorStore
+from queries.store import BatchResult, ErrorStore
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,14 +75,45 @@ class IngestService:
             self.subscriber = Subscriber(
                 settings.redis_url, settings.error_channel, self.spool.append,
                 health_check_interval=settings.redis_health_check_interval)
+        self._build_alerts(settings, engine)
         self._started = False
         self._samples: deque[tuple[float, dict[str, int]]] = deque()
+
+    def _build_alerts(self, settings: Settings, engine: Engine) -> None:
+        """Rules on the pipeline thread, regressions from the writer, delivery on its own."""
+        self.notifier = (WebhookNotifier(settings.alert_webhook_url,
+                                         max_tries=settings.alert_webhook_max_tries)
+                         if settings.alert_webhook_url else None)
+        self.notices: deque[Notice] = deque(maxlen=200)
+
+        def on_notice(notice: Notice) -> None:
+            self.notices.append(notice)
+            if self.notifier is not None:
+                self.notifier.send(notice)
+
+        self.alerts = AlertEngine(alert_rules(settings), on_notice=on_notice)
+        self.alert_keeper = AlertKeeper(self.alerts, engine)
+        self.alerts.on_change = self.alert_keeper.record
+        self.pipeline.add_listener(lambda entries: self.alerts.observe(
+            [entry.event for entry in entries]))
+
+        def after_batch(result: BatchResult) -> None:
+            changes = result.hook_results.get(self.groups.name) or []
+            regressed = [c.fingerprint for c in changes if c.regressed]
+            if regressed:
+                self.alerts.regressed(regressed)
+
+        self.writer.batch_listeners.append(after_batch)
 
     def start(self) -> None:
         if self._started:
             return
         self._started = True
         self.spool.open()  # what an earlier run left is read first
+        self.alert_keeper.load()
+        self.alert_keeper.start()
+        if self.notifier is not None:
+            self.notifier.start()
         self.writer.start()
         self.pipeline.start()
         self.subscriber.start()
@@ -93,6 +127,9 @@ class IngestService:
         self.pipeline.stop()
         self.writer.stop()
         self.spool.close()
+        self.alert_keeper.stop()
+        if self.notifier is not None:
+            self.notifier.stop()
         if self.error_log is not None:
             close_error_log(self.error_log)
         self._started = False
@@ -152,6 +189,21 @@ class IngestService:
             "batches": writer.batches,
         }
 
+    def alerts_status(self) -> dict[str, Any]:
+        firing = self.alerts.firing()
+        webhook = None
+        if self.notifier is not None:
+            stats = self.notifier.stats
+            webhook = {"delivered": stats.delivered, "failed": stats.failed,
+                       "retries": stats.retries, "pending": self.notifier.pending,
+                       "lastError": stats.last_error,
+                       "lastDeliveredAt": iso_utc(stats.last_delivered_at)
+                       if stats.last_delivered_at else None}
+        return {"firing": len(firing),
+                "notifying": sum(1 for a in firing if not a.suppressed),
+                "webhook": webhook, "webhookConfigured": self.notifier is not None,
+                "lastSaveError": self.alert_keeper.last_error}
+
     def rates(self, counters: dict[str, int]) -> dict[str, float]:
         """Per-second rates of the main counters over about the last minute."""
         now = time.monotonic()
@@ -200,7 +252,20 @@ class IngestService:
             "spool": {"dir": self.settings.spool_dir, "maxBytes": self.spool.max_bytes,
                       "tornRecords": self.spool.torn_records},
             "history": history(sub.gaps, writer.outages),
+            "alerts": self.alerts_status(),
         }
+
+
+def alert_rules(settings: Settings) -> AlertRules:
+    return AlertRules(
+        error_rate_threshold=settings.alert_error_rate_per_minute,
+        category_burst_threshold=settings.alert_category_burst_count,
+        category_burst_window=timedelta(minutes=settings.alert_category_burst_minutes),
+        symbol_pattern_threshold=settings.alert_symbol_pattern_count,
+        symbol_pattern_window=timedelta(minutes=settings.alert_symbol_pattern_minutes),
+        critical_window=timedelta(minutes=settings.alert_resolve_minutes),
+        database_window=timedelta(minutes=settings.alert_resolve_minutes),
+        repeat=timedelta(minutes=settings.alert_repeat_minutes))
 
 
 def conservation(counters: dict[str, int]) -> dict[str, Any]:

@@ -1,0 +1,101 @@
+"""The alerts and silences tables: saving the engine's alerts, reading for the API and page."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.engine import Engine
+
+from queries.reads import as_utc
+from queries.records import iso_utc
+from queries.schema import alerts, error_groups, silences
+
+_ALERT_FIELDS = ("id", "rule", "alert_key", "state", "started_at", "ended_at", "last_event_at",
+                 "event_count", "summary", "sample", "last_notice", "notified_at", "notices",
+                 "suppressed")
+
+
+def save_alerts(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    """Insert or update alerts by id; each row has the columns of `alerts`."""
+    with engine.begin() as conn:
+        for row in rows:
+            values = {k: row[k] for k in _ALERT_FIELDS if k in row}
+            done = conn.execute(update(alerts).where(alerts.c.id == row["id"]).values(values))
+            if done.rowcount == 0:
+                conn.execute(insert(alerts).values(values))
+
+
+def load_firing(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(alerts).where(alerts.c.state == "firing")).mappings().all()
+    return [{k: (as_utc(v) if isinstance(v, datetime) else v) for k, v in row.items()}
+            for row in rows]
+
+
+def _alert_json(row: Any) -> dict[str, Any]:
+    def when(value: datetime | None) -> str | None:
+        return iso_utc(as_utc(value)) if value else None
+
+    return {"id": row.id, "rule": row.rule, "key": row.alert_key, "state": row.state,
+            "startedAt": when(row.started_at), "endedAt": when(row.ended_at),
+            "lastEventAt": when(row.last_event_at), "count": row.event_count,
+            "summary": row.summary, "sample": row.sample, "lastNotice": row.last_notice,
+            "notifiedAt": when(row.notified_at), "notices": row.notices,
+            "suppressed": row.suppressed}
+
+
+def list_alerts(engine: Engine, state: str = "firing", limit: int = 200) -> list[dict[str, Any]]:
+    """Alerts newest first: `firing`, `resolved` or `all`."""
+    query = select(alerts).order_by(alerts.c.started_at.desc()).limit(limit)
+    if state != "all":
+        query = query.where(alerts.c.state == state)
+    with engine.connect() as conn:
+        return [_alert_json(row) for row in conn.execute(query)]
+
+
+def count_firing(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(alerts)
+                            .where(alerts.c.state == "firing")).scalar_one()
+
+
+def _silence_json(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "rule": row.rule, "key": row.alert_key,
+            "until": iso_utc(as_utc(row.until)), "reason": row.reason,
+            "createdBy": row.created_by, "createdAt": iso_utc(as_utc(row.created_at))}
+
+
+def list_silences(engine: Engine, now: datetime | None = None,
+                  active_only: bool = True) -> list[dict[str, Any]]:
+    query = select(silences).order_by(silences.c.until.desc())
+    if active_only:
+        query = query.where(silences.c.until > (now or datetime.now(UTC)))
+    with engine.connect() as conn:
+        return [_silence_json(row) for row in conn.execute(query)]
+
+
+def add_silence(engine: Engine, rule: str, key: str | None, until: datetime, reason: str,
+                created_by: str, now: datetime | None = None) -> dict[str, Any]:
+    values = {"id": uuid.uuid4().hex, "rule": rule, "alert_key": key, "until": until,
+              "reason": reason, "created_by": created_by, "created_at": now or datetime.now(UTC)}
+    with engine.begin() as conn:
+        conn.execute(insert(silences).values(values))
+        row = conn.execute(select(silences).where(silences.c.id == values["id"])).one()
+    return _silence_json(row)
+
+
+def delete_silence(engine: Engine, silence_id: str) -> bool:
+    with engine.begin() as conn:
+        return conn.execute(delete(silences).where(silences.c.id == silence_id)).rowcount > 0
+
+
+def ignored_fingerprints(engine: Engine, now: datetime) -> list[str]:
+    """Groups ignored right now (for good or until a time still ahead)."""
+    query = select(error_groups.c.fingerprint).where(
+        error_groups.c.state == "ignored",
+        or_(error_groups.c.ignore_until.is_(None), error_groups.c.ignore_until > now))
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars())
