@@ -44,7 +44,8 @@ class ListeningState:
 
 
 class IngestService:
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(self, settings: Settings, engine: Engine, grouping: bool = True) -> None:
+        """`grouping=False` leaves the error groups alone (for the benchmark's comparison)."""
         self.settings = settings
         self.started_at = datetime.now(UTC)
         self.ring = RingBuffer(settings.ring_buffer_size)
@@ -54,7 +55,7 @@ class IngestService:
                            settings.log_file_backup_count)
             if settings.log_file_enabled else None)
         self.groups = GroupsHook()
-        self.writer = BatchWriter(ErrorStore(engine, hooks=[self.groups]),
+        self.writer = BatchWriter(ErrorStore(engine, hooks=[self.groups] if grouping else []),
                                   max_rows=settings.batch_max_rows,
                                   max_wait=settings.batch_max_wait_ms / 1000.0,
                                   on_commit=self.spool.commit)
