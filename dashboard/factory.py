@@ -1,22 +1,72 @@
-"""Build the Dash app: pages, callbacks and the REST API on one Flask server."""
+"""Build the Dash app: the shell (navbar, notices, detail dialog), the pages, the REST API.
+
+Routing is one dcc.Location and one callback that returns the page's layout; each page
+module holds its layout and registers its own callbacks on the app it is given, so every
+`create_dash_app` call builds a fresh, independent app (tests build many).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote
 
 import dash
 import dash_bootstrap_components as dbc
+from dash import Input, Output, dcc, html
 from sqlalchemy.engine import Engine
 
-from dashboard import overview
+from dashboard import ids, navbar, notices
 from dashboard.api import create_api_blueprint, install_error_pages
 from dashboard.live import LiveView
+from dashboard.pages import errors, overview, trends
+from queries.trends import HourlyRollup
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASYNC_CHUNKS = ("dash_ag_grid/async-community.js", "dash/dcc/async-dropdown.js")
 
 
-def create_dash_app(engine: Engine, live: LiveView) -> dash.Dash:
-    """A Dash app serving the pages and `/api/...`; it starts no thread and opens nothing."""
+def resolve(pathname: str | None, search: str | None) -> tuple[str, dict[str, str]]:
+    """(page name, parameters) for a URL: overview, errors, detail, trends or missing."""
+    path = (pathname or "/").rstrip("/") or "/"
+    query = {k: v[-1] for k, v in parse_qs((search or "").lstrip("?")).items()}
+    if path == "/":
+        return "overview", query
+    if path == "/errors":
+        if query.get("id"):
+            return "detail", {"id": query["id"]}
+        return "errors", query
+    if path.startswith("/errors/"):
+        return "detail", {"id": unquote(path[len("/errors/"):])}
+    if path == "/trends":
+        return "trends", query
+    return "missing", {"path": path}
+
+
+def shell(engine: Engine, live: LiveView) -> Any:
+    """The layout around every page; a function, so each page load gets fresh health."""
+    return html.Div([
+        dcc.Location(id=ids.URL, refresh="callback-nav"),
+        navbar.layout(engine, live),
+        dbc.Container(html.Div(id=ids.PAGE), fluid=True, className="pb-4"),
+        *notices.layout(),
+        dbc.Modal([
+            dbc.ModalHeader(dbc.ModalTitle("Error detail")),
+            dbc.ModalBody(html.Div(id=ids.DETAIL_BODY)),
+        ], id=ids.DETAIL_MODAL, is_open=False, size="xl", scrollable=True),
+        dcc.Store(id=ids.THEME_STORE, data="light"),
+        dcc.Store(id=ids.CLIENT_EFFECT, data=None),
+    ])
+
+
+def create_dash_app(engine: Engine, live: LiveView,
+                    rollup: HourlyRollup | None = None) -> dash.Dash:
+    """A Dash app serving the pages and `/api/...`; it starts no thread and opens nothing.
+
+    `rollup` (the hourly counts behind the Overview's counts and the Trends page) may be
+    handed in so that the caller can warm it (`rollup.warm()`) in its own thread at start-up;
+    by default the app makes its own, which fills on first use.
+    """
     app = dash.Dash(
         __name__,
         title="TickStock Error Monitor",
@@ -26,10 +76,66 @@ def create_dash_app(engine: Engine, live: LiveView) -> dash.Dash:
         suppress_callback_exceptions=True,
         update_title=None,
     )
-    app.layout = dbc.Container(overview.layout(), fluid=True, className="py-3")
-    overview.register_callbacks(app, engine, live)
+    rollup = rollup or HourlyRollup(engine)
+    app.layout = lambda: shell(engine, live)
+    # The grid and the dropdowns live in chunks Dash loads only once the layout has arrived;
+    # preloading them lets the browser fetch and compile them while it waits for the layout.
+    preload = "".join(
+        f'<link rel="preload" href="{app.get_relative_path(f"/_dash-component-suites/{c}")}" '
+        'as="script">' for c in ASYNC_CHUNKS)
+    app.index_string = app.index_string.replace("{%css%}", "{%css%}\n        " + preload, 1)
+
+    @app.callback(
+        Output(ids.PAGE, "children"),
+        Input(ids.URL, "pathname"),
+        Input(ids.URL, "search"),
+    )
+    def route(pathname, search):  # type: ignore[no-untyped-def]
+        page, params = resolve(pathname, search)
+        if page == "overview":
+            return overview.layout(engine, live, rollup)
+        if page == "errors":
+            return errors.layout(params)
+        if page == "detail":
+            return errors.detail_layout(engine, live, params["id"])
+        if page == "trends":
+            return trends.layout()
+        return html.Div([html.H4("Page not found"),
+                         html.P(["Nothing lives at ", html.Code(params["path"]), "."]),
+                         dcc.Link("Go to the overview", href="/")], className="py-4")
+
+    @app.callback(
+        Output(ids.DETAIL_MODAL, "is_open", allow_duplicate=True),
+        Output(ids.CRITICAL_DIALOG, "is_open", allow_duplicate=True),
+        Input(ids.URL, "pathname"),
+        Input(ids.URL, "search"),
+        prevent_initial_call=True,
+    )
+    def close_dialogs(_pathname, _search):  # type: ignore[no-untyped-def]
+        # Only a link inside a dialog can navigate while one is open (their backdrops cover
+        # the page): following it is the user's answer to the dialog.
+        return False, False
+
+    app.clientside_callback(
+        """function (pathname) {
+            var titles = {"/": "Overview", "/errors": "Errors", "/trends": "Trends"};
+            var key = (pathname || "/").replace(/\\/+$/, "") || "/";
+            var name = titles[key] || (key.indexOf("/errors/") === 0 ? "Error" : "");
+            document.title = (name ? name + " · " : "") + "TickStock Error Monitor";
+            return window.dash_clientside.no_update;
+        }""",
+        Output(ids.CLIENT_EFFECT, "data", allow_duplicate=True),
+        Input(ids.URL, "pathname"),
+        prevent_initial_call="initial_duplicate",
+    )
+
+    navbar.register_callbacks(app, engine, live)
+    notices.register_callbacks(app, live)
+    overview.register_callbacks(app, engine, live, rollup)
+    errors.register_callbacks(app, engine, live)
+    trends.register_callbacks(app, rollup)
     install_error_pages(app.server)
-    app.server.register_blueprint(create_api_blueprint(engine, live))
+    app.server.register_blueprint(create_api_blueprint(engine, live, rollup))
 
     @app.server.get("/healthz")
     def healthz():  # type: ignore[no-untyped-def]

@@ -1,0 +1,91 @@
+/* Browser-side pieces of the monitor: theme, local times, severity badges, critical alerts.
+   Producer text is only ever set as text (React children, textContent, Notification body). */
+
+(function () {
+    "use strict";
+
+    // Apply the remembered theme before Dash renders, so a dark page does not flash white.
+    try {
+        var saved = JSON.parse(window.localStorage.getItem("_dash_persistence.theme-switch.value.true"));
+        if (saved && saved[0] === true) {
+            document.documentElement.setAttribute("data-bs-theme", "dark");
+            document.documentElement.setAttribute("data-ag-theme-mode", "dark");
+        }
+    } catch (e) { /* no storage: light it is */ }
+
+    function pad(n) { return (n < 10 ? "0" : "") + n; }
+
+    var dagfuncs = (window.dashAgGridFunctions = window.dashAgGridFunctions || {});
+    // ISO-8601 UTC from the server -> "YYYY-MM-DD HH:MM:SS" in the browser's time zone.
+    dagfuncs.localTime = function (iso) {
+        if (!iso) { return ""; }
+        var d = new Date(iso);
+        if (isNaN(d.getTime())) { return String(iso); }
+        return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+            pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+    };
+
+    var SEVERITY_CLASS = {critical: "text-bg-danger", error: "text-bg-warning",
+                          warning: "text-bg-info", info: "text-bg-secondary",
+                          debug: "text-bg-secondary"};
+    var dagcomponentfuncs = (window.dashAgGridComponentFunctions =
+        window.dashAgGridComponentFunctions || {});
+    dagcomponentfuncs.SeverityBadge = function (props) {
+        var cls = SEVERITY_CLASS[props.value] || "text-bg-secondary";
+        return React.createElement("span", {className: "badge sev-badge " + cls},
+                                   String(props.value || ""));
+    };
+
+    var audio = null;
+    function beep() {
+        var Ctx = window.AudioContext || window.webkitAudioContext;
+        if (!Ctx) { return; }
+        audio = audio || new Ctx();
+        var osc = audio.createOscillator();
+        var gain = audio.createGain();
+        osc.type = "square";
+        osc.frequency.value = 880;
+        gain.gain.value = 0.05;
+        osc.connect(gain);
+        gain.connect(audio.destination);
+        osc.start();
+        osc.stop(audio.currentTime + 0.35);
+    }
+
+    window.dash_clientside = window.dash_clientside || {};
+    window.dash_clientside.monitor = {
+        setTheme: function (dark) {
+            var theme = dark ? "dark" : "light";
+            document.documentElement.setAttribute("data-bs-theme", theme);
+            document.documentElement.setAttribute("data-ag-theme-mode", theme);
+            return theme;
+        },
+        askNotificationPermission: function (on) {
+            if (on && window.Notification && Notification.permission === "default") {
+                Notification.requestPermission();
+            }
+            return window.dash_clientside.no_update;
+        },
+        alertCritical: function (signal, sound, browser) {
+            if (!signal) { return window.dash_clientside.no_update; }
+            if (sound) {
+                try { beep(); } catch (e) { /* autoplay refused */ }
+            }
+            if (browser && window.Notification && Notification.permission === "granted") {
+                // A Notification body is plain text: nothing in it is interpreted.
+                new Notification("TickStock: critical error", {body: String(signal.text || ""),
+                                                               tag: "tickstock-critical"});
+            }
+            return window.dash_clientside.no_update;
+        },
+        // datetime-local values (browser time) -> ISO UTC for the server.
+        toUtcRange: function (from, to) {
+            function iso(v) {
+                if (!v) { return null; }
+                var d = new Date(v);
+                return isNaN(d.getTime()) ? null : d.toISOString();
+            }
+            return {from: iso(from), to: iso(to)};
+        }
+    };
+}());

@@ -1,0 +1,120 @@
+"""One error in full: fields, message, traceback (monospace, copyable), context as JSON.
+
+Everything here is producer text and goes to Dash as plain strings, which React renders as
+text: a message of `<img src=x onerror=alert(1)>` shows those characters and runs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from dashboard import ids
+from dashboard.components import severity_badge, utc_text
+from queries.reads import get_error
+from queries.records import iso_utc
+
+
+def ring_error(ring: Any, error_id: str) -> dict[str, Any] | None:
+    """An error still only in the ring buffer (not written yet), in `get_error`'s shape."""
+    for entry in reversed(ring.since(0)):
+        event = entry.event
+        if event.error_id == error_id:
+            return {
+                "id": event.error_id, "type": event.error_type,
+                "message": event.error_message, "severity": event.severity,
+                "category": event.category, "symbol": event.symbol,
+                "component": event.component, "operation": event.operation,
+                "source": event.source, "traceback": event.error_traceback,
+                "context": event.context, "timestamp": iso_utc(event.timestamp),
+                "createdAt": None,
+            }
+    return None
+
+
+def find_error(engine: Engine, ring: Any, error_id: str) -> dict[str, Any] | None:
+    try:
+        found = get_error(engine, error_id)
+    except SQLAlchemyError:
+        found = None
+    return found or ring_error(ring, error_id)
+
+
+
+def detail_href(error_id: str) -> str:
+    return "/errors/" + quote(error_id, safe="")
+
+
+def _field(label: str, value: Any) -> html.Tr:
+    shown = "—" if value in (None, "") else str(value)
+    return html.Tr([html.Th(label, className="text-body-secondary fw-normal pe-3"),
+                    html.Td(shown, className="text-break")])
+
+
+def _copyable(block_id: str, text: str, label: str) -> html.Div:
+    return html.Div([
+        html.Div([
+            html.Span(label, className="fw-semibold"),
+            dcc.Clipboard(target_id=block_id, title=f"Copy the {label.lower()}",
+                          className="copy-button ms-2"),
+        ], className="d-flex align-items-center mb-1"),
+        html.Pre(text, id=block_id, className="code-block"),
+    ], className="mb-3")
+
+
+def context_json(context: Any) -> str:
+    try:
+        return json.dumps(context if context is not None else {}, indent=2, ensure_ascii=False,
+                          sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return str(context)
+
+
+def render_detail(error: dict[str, Any] | None, error_id: str = "",
+                  element_id: str = ids.ERROR_DETAIL, with_page_link: bool = True) -> html.Div:
+    """The detail of one error (a `get_error` dict), or a not-found notice.
+
+    `element_id` names the container and prefixes the copyable blocks' ids, so the detail
+    page and the detail dialog can both be in the DOM.
+    """
+    if error is None:
+        return html.Div(dbc.Alert(
+            ["No stored error has the id ", html.Code(error_id or "—"),
+             ". It may be newer than the last write (try again in a second), or older than "
+             "the retention period."], color="warning"), id=element_id)
+    title = error.get("type") or "—"
+    header = html.Div([
+        severity_badge(error["severity"], className="me-2 fs-6"),
+        html.Span(title, className="fs-5 fw-semibold text-break me-2"),
+        html.Span(error["category"], className="badge text-bg-light border me-2"),
+        html.A("Open as a page", href=detail_href(error["id"]), className="small ms-auto")
+        if with_page_link else None,
+    ], className="d-flex align-items-center flex-wrap gap-1 mb-3")
+    fields = html.Table(html.Tbody([
+        _field("Time", utc_text(error["timestamp"])),
+        _field("Stored", utc_text(error.get("createdAt"))),
+        _field("Error id", error["id"]),
+        _field("Component", error.get("component")),
+        _field("Operation", error.get("operation")),
+        _field("Symbol", error.get("symbol")),
+        _field("Source", error.get("source")),
+    ]), className="table table-sm w-auto mb-3 detail-fields")
+    message = html.Div([
+        html.Div("Message", className="fw-semibold mb-1"),
+        html.Div(error.get("message") or "", className="detail-message mb-3"),
+    ])
+    traceback = error.get("traceback")
+    parts = [header, message, fields]
+    if traceback:
+        parts.append(_copyable(f"{element_id}-traceback", traceback, "Traceback"))
+    else:
+        parts.append(html.Div("No traceback was sent with this error.",
+                              className="text-body-secondary mb-3"))
+    parts.append(_copyable(f"{element_id}-context", context_json(error.get("context")), "Context"))
+    return html.Div(parts, id=element_id, className="error-detail")

@@ -1,0 +1,270 @@
+"""Overview (`/`): counts by severity over a chosen window, and the live list.
+
+The live list is fed from the ring buffer: every tick asks only for what is newer than the
+cursor (the last sequence number seen) and adds it to the top of the grid as a transaction,
+so a tick costs the same with 10 rows or 10 million stored. A full reload happens only on a
+filter change, when the cursor fell behind the ring (rows were missed), or when the grid
+has grown past MAX_SHOWN rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import dash_ag_grid as dag
+import dash_bootstrap_components as dbc
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from dashboard import ids
+from dashboard.components import (
+    GRID_OPTIONS,
+    RANGES,
+    grid_columns,
+    interval,
+    live_row,
+    store_row,
+)
+from dashboard.detail import find_error, render_detail
+from dashboard.live import LiveView
+from queries.reads import SHOWN_SEVERITIES
+from queries.records import CATEGORIES
+from queries.search import KeyTerm, SearchQuery, search_errors
+from queries.trends import HourlyRollup
+
+LIVE_ROWS = 200
+MAX_SHOWN = 600
+# Half a second: a new error waits on average a quarter of a second for the next tick, and
+# at most half a second, so publish-to-visible stays under a second (bench/dashboard.py).
+LIVE_TICK_MS = 500
+STATS_TICK_MS = 2000
+TOP_UP_WINDOW = timedelta(hours=24)
+STAT_WINDOWS = ("1h", "24h", "7d", "30d")
+DEFAULT_WINDOW = "24h"
+_STATS = ((ids.STAT_TOTAL, "Total", None, "secondary"),
+          (ids.STAT_CRITICAL, "Critical", "critical", "danger"),
+          (ids.STAT_ERROR, "Error", "error", "warning"),
+          (ids.STAT_WARNING, "Warning", "warning", "info"))
+
+TopUp = Callable[[int, Sequence[str], Sequence[str]], list[dict[str, Any]]]
+
+
+# -- the live list, as plain logic --------------------------------------------------------
+@dataclass
+class FeedUpdate:
+    transaction: dict[str, Any] | None = None
+    row_data: list[dict[str, Any]] | None = None
+    cursor: dict[str, Any] | None = None
+
+    @property
+    def changed(self) -> bool:
+        return (self.transaction is not None or self.row_data is not None
+                or self.cursor is not None)
+
+
+def _keeps(categories: Sequence[str] | None,
+           severities: Sequence[str] | None) -> Callable[[Any], bool]:
+    cats = set(categories or ())
+    sevs = set(severities or ()) or set(SHOWN_SEVERITIES)
+    sevs &= set(SHOWN_SEVERITIES)  # debug and info never show in the UI
+
+    def keep(event: Any) -> bool:
+        return event.severity in sevs and (not cats or event.category in cats)
+
+    return keep
+
+
+def full_list(ring: Any, categories: Sequence[str] | None, severities: Sequence[str] | None,
+              top_up: TopUp | None = None) -> FeedUpdate:
+    """The newest LIVE_ROWS matching rows: the ring first, then the store for older ones."""
+    entries = ring.since(0)
+    keep = _keeps(categories, severities)
+    rows = [live_row(e.event) for e in reversed(entries) if keep(e.event)][:LIVE_ROWS]
+    if len(rows) < LIVE_ROWS and top_up is not None:
+        # After a restart the ring is empty while the store is not. (A row written to the
+        # store before it reached the ring is possible only in theory: the pipeline fills
+        # the ring right after handing the batch to the writer, which waits to batch.)
+        seen = {r["id"] for r in rows}
+        try:
+            older = top_up(LIVE_ROWS, list(categories or ()), list(severities or ()))
+        except SQLAlchemyError:
+            older = []
+        rows.extend(r for r in older if r["id"] not in seen)
+        rows = rows[:LIVE_ROWS]
+    seq = entries[-1].seq if entries else ring.last_seq
+    return FeedUpdate(row_data=rows, cursor={"seq": seq, "shown": len(rows)})
+
+
+def next_rows(ring: Any, cursor: dict[str, Any] | None, categories: Sequence[str] | None,
+              severities: Sequence[str] | None, top_up: TopUp | None = None) -> FeedUpdate:
+    """What a tick sends: nothing, a transaction adding the newer rows on top, or a reload."""
+    if not cursor or cursor.get("seq") is None:
+        return full_list(ring, categories, severities, top_up)
+    seq = int(cursor["seq"])
+    if seq > ring.last_seq:  # the monitor restarted: its sequence began again
+        return full_list(ring, categories, severities, top_up)
+    entries = ring.since(seq)
+    if not entries:
+        return FeedUpdate()
+    if ring.oldest_seq > seq + 1:  # the ring moved past the cursor: rows were missed
+        return full_list(ring, categories, severities, top_up)
+    keep = _keeps(categories, severities)
+    rows = [live_row(e.event) for e in reversed(entries) if keep(e.event)]
+    new_cursor = {"seq": entries[-1].seq, "shown": int(cursor.get("shown", 0))}
+    if not rows:
+        return FeedUpdate(cursor=new_cursor)
+    if len(rows) > LIVE_ROWS or new_cursor["shown"] + len(rows) > MAX_SHOWN:
+        return full_list(ring, categories, severities, top_up)
+    new_cursor["shown"] += len(rows)
+    return FeedUpdate(transaction={"add": rows, "addIndex": 0, "async": False},
+                      cursor=new_cursor)
+
+
+def store_top_up(engine: Engine) -> TopUp:
+    """Older rows for the live list from the store: the last TOP_UP_WINDOW only, so that a
+    narrow filter never makes this a scan of the whole month."""
+    def top_up(limit: int, categories: Sequence[str],
+               severities: Sequence[str]) -> list[dict[str, Any]]:
+        keys = [KeyTerm("severity", tuple(severities or SHOWN_SEVERITIES))]
+        if categories:
+            keys.append(KeyTerm("category", tuple(categories)))
+        query = SearchQuery(keys=tuple(keys)).between(
+            datetime.now(UTC) - TOP_UP_WINDOW, None)
+        page = search_errors(engine, query, page_size=limit, with_total=False)
+        return [store_row(item) for item in page.items]
+
+    return top_up
+
+
+# -- counts by severity ---------------------------------------------------------------------
+def stat_values(rollup: HourlyRollup, window: str | None,
+                now: datetime | None = None) -> list[str]:
+    now = now or datetime.now(UTC)
+    span = RANGES.get(window or DEFAULT_WINDOW, RANGES[DEFAULT_WINDOW])[1]
+    counts = rollup.severity_counts(now - span, now)
+    return [f"{counts['total' if severity is None else severity]:,}"
+            for _, _, severity, _ in _STATS]
+
+
+def stat_links(window: str | None) -> list[str]:
+    window = window if window in STAT_WINDOWS else DEFAULT_WINDOW
+    links = []
+    for _, _, severity, _ in _STATS:
+        params = {"range": window}
+        if severity:
+            params["q"] = f"severity:{severity}"
+        links.append("/errors?" + urlencode(params))
+    return links
+
+
+# -- layout -------------------------------------------------------------------------------
+def layout(engine: Engine, live: LiveView, rollup: HourlyRollup) -> Any:
+    try:
+        values = stat_values(rollup, DEFAULT_WINDOW)
+    except SQLAlchemyError:
+        values = ["—"] * len(_STATS)
+    first = full_list(live.ring, None, None, store_top_up(engine))
+    cards = [
+        dbc.Card(dcc.Link(dbc.CardBody([
+            html.Div(label, className="text-body-secondary small"),
+            html.Div(value, id=stat_id, className=f"stat-value text-{colour}"),
+        ]), href=href, id=f"{stat_id}-link"), className="stat-card shadow-sm")
+        for (stat_id, label, _, colour), value, href
+        in zip(_STATS, values, stat_links(DEFAULT_WINDOW), strict=True)
+    ]
+    window_picker = html.Div(dbc.RadioItems(
+        id=ids.STATS_WINDOW, value=DEFAULT_WINDOW,
+        options=[{"label": w, "value": w} for w in STAT_WINDOWS],
+        className="btn-group btn-group-sm", inputClassName="btn-check",
+        labelClassName="btn btn-outline-secondary", labelCheckedClassName="active"),
+        className="radio-group")
+    return html.Div([
+        html.Div([
+            html.Div(cards, id=ids.ERROR_STATS, className="d-flex flex-wrap gap-3"),
+            html.Div([html.Div("Window", className="small text-body-secondary mb-1"),
+                      window_picker], className="ms-auto"),
+        ], className="d-flex flex-wrap align-items-end gap-3 mb-3"),
+        dbc.Row([
+            dbc.Col(dcc.Dropdown(
+                id=ids.CATEGORY_FILTER, multi=True, placeholder="All categories",
+                options=[{"label": c, "value": c} for c in CATEGORIES]), md=5, lg=4),
+            dbc.Col(dcc.Dropdown(
+                id=ids.SEVERITY_FILTER, multi=True, placeholder="All severities",
+                options=[{"label": s, "value": s} for s in SHOWN_SEVERITIES]), md=4, lg=3),
+            dbc.Col(html.Small("Live: newest first; click a row for its detail.",
+                               id=ids.LIVE_NOTE, className="text-body-secondary"),
+                    className="d-flex align-items-center"),
+        ], className="mb-2 g-2"),
+        html.Div(dag.AgGrid(
+            id=ids.ERROR_LIST, columnDefs=grid_columns(), rowData=first.row_data,
+            getRowId="params.data.id", dashGridOptions=GRID_OPTIONS,
+            defaultColDef={"resizable": True, "sortable": False},
+            style={"height": "100%"},
+        ), className="grid-box"),
+        dcc.Store(id=ids.LIVE_CURSOR, data=first.cursor),
+        interval(ids.LIVE_INTERVAL, LIVE_TICK_MS),
+        interval(ids.STATS_INTERVAL, STATS_TICK_MS),
+    ])
+
+
+# -- callbacks ----------------------------------------------------------------------------
+def register_callbacks(app: Dash, engine: Engine, live: LiveView,
+                       rollup: HourlyRollup) -> None:
+    top_up = store_top_up(engine)
+
+    @app.callback(
+        Output(ids.ERROR_LIST, "rowTransaction"),
+        Output(ids.ERROR_LIST, "rowData"),
+        Output(ids.LIVE_CURSOR, "data"),
+        Input(ids.LIVE_INTERVAL, "n_intervals"),
+        Input(ids.CATEGORY_FILTER, "value"),
+        Input(ids.SEVERITY_FILTER, "value"),
+        State(ids.LIVE_CURSOR, "data"),
+        prevent_initial_call=True,
+    )
+    def feed(_tick, categories, severities, cursor):  # type: ignore[no-untyped-def]
+        # A filter change can arrive in one request with a tick: look at every trigger.
+        fired = {p.split(".")[0] for p in ctx.triggered_prop_ids}
+        if fired & {ids.CATEGORY_FILTER, ids.SEVERITY_FILTER}:
+            update = full_list(live.ring, categories, severities, top_up)
+        else:
+            update = next_rows(live.ring, cursor, categories, severities, top_up)
+        if not update.changed:
+            return no_update, no_update, no_update
+        return (update.transaction if update.transaction is not None else no_update,
+                update.row_data if update.row_data is not None else no_update,
+                update.cursor if update.cursor is not None else no_update)
+
+    @app.callback(
+        *(Output(stat_id, "children") for stat_id, *_ in _STATS),
+        *(Output(f"{stat_id}-link", "href") for stat_id, *_ in _STATS),
+        Input(ids.STATS_INTERVAL, "n_intervals"),
+        Input(ids.STATS_WINDOW, "value"),
+        prevent_initial_call=True,
+    )
+    def stats(_tick, window):  # type: ignore[no-untyped-def]
+        try:
+            values = stat_values(rollup, window)
+        except SQLAlchemyError:
+            values = ["—"] * len(_STATS)
+        links = stat_links(window) if f"{ids.STATS_WINDOW}.value" in ctx.triggered_prop_ids \
+            else [no_update] * len(_STATS)
+        return *values, *links
+
+    @app.callback(
+        Output(ids.DETAIL_MODAL, "is_open", allow_duplicate=True),
+        Output(ids.DETAIL_BODY, "children", allow_duplicate=True),
+        Input(ids.ERROR_LIST, "cellClicked"),
+        prevent_initial_call=True,
+    )
+    def open_detail(clicked):  # type: ignore[no-untyped-def]
+        error_id = (clicked or {}).get("rowId")
+        if not error_id:
+            return no_update, no_update
+        return True, render_detail(find_error(engine, live.ring, str(error_id)),
+                                   str(error_id), element_id=ids.MODAL_DETAIL)

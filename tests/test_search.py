@@ -1,0 +1,192 @@
+"""The search language and the paged search, on PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from queries.search import (
+    KeyTerm,
+    SearchError,
+    SearchQuery,
+    conditions,
+    count_capped,
+    decode_cursor,
+    encode_cursor,
+    iter_matching,
+    parse_query,
+    search_errors,
+)
+from queries.store import ErrorStore
+from tests.factories import event
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _store(engine, *events) -> None:  # type: ignore[no-untyped-def]
+    store = ErrorStore(engine)
+    try:
+        result = store.write_batch(list(events))
+        assert not result.refused
+    finally:
+        store.close()
+
+
+# -- the language -------------------------------------------------------------------------
+def test_free_words_and_phrases_are_text_terms() -> None:
+    query = parse_query('timeout "connection reset"  Doji')
+    assert query.words == ("timeout", "connection reset", "Doji")
+    assert query.keys == ()
+
+
+def test_key_value_terms_with_alternatives_and_exclusion() -> None:
+    query = parse_query("severity:Critical,error -category:network component:PatternDetector")
+    assert query.keys == (
+        KeyTerm("severity", ("critical", "error")),
+        KeyTerm("category", ("network",), negated=True),
+        KeyTerm("component", ("PatternDetector",)),
+    )
+
+
+def test_quoted_key_value_keeps_spaces() -> None:
+    assert parse_query('component:"Pattern Detector"').keys == (
+        KeyTerm("component", ("Pattern Detector",)),)
+
+
+def test_symbol_is_matched_as_typed_and_upper_case() -> None:
+    assert parse_query("symbol:aapl").keys == (KeyTerm("symbol", ("aapl", "AAPL")),)
+
+
+def test_unknown_keys_and_urls_are_plain_text() -> None:
+    query = parse_query("http://polygon.io/v2 note:this")
+    assert query.words == ("http://polygon.io/v2", "note:this")
+    assert query.keys == ()
+
+
+@pytest.mark.parametrize("text, says", [
+    ("severity:urgent", "severity must be one of"),
+    ("category:nonsense", "category must be one of"),
+    ("symbol:", "symbol: needs a value"),
+    ("x" * 1001, "longer than 1,000"),
+])
+def test_bad_terms_say_what_is_wrong(text: str, says: str) -> None:
+    with pytest.raises(SearchError, match=says):
+        parse_query(text)
+
+
+def test_a_range_that_ends_before_it_starts_is_refused() -> None:
+    with pytest.raises(SearchError, match="before its end"):
+        parse_query("").between(NOW, NOW - timedelta(hours=1))
+
+
+def test_cursor_round_trip_and_foreign_cursor() -> None:
+    moment = NOW.replace(microsecond=123456)
+    assert decode_cursor(encode_cursor(moment, "a|b")) == (moment, "a|b")
+    with pytest.raises(SearchError, match="cursor"):
+        decode_cursor("not-a-cursor")
+
+
+# -- results ------------------------------------------------------------------------------
+def test_free_text_matches_message_or_type_in_any_case(engine) -> None:  # type: ignore[no-untyped-def]
+    _store(engine,
+           event(error_id="m", error_message="Connection TIMEOUT after 30 s",
+                 error_type="OperationalError"),
+           event(error_id="t", error_message="nothing here", error_type="TimeoutError"),
+           event(error_id="n", error_message="all good", error_type="ValueError"))
+    page = search_errors(engine, parse_query("timeout"))
+    assert sorted(i["id"] for i in page.items) == ["m", "t"]
+    assert page.total == 2 and page.total_exact
+
+
+def test_like_wildcards_in_the_search_are_literal(engine) -> None:  # type: ignore[no-untyped-def]
+    _store(engine, event(error_id="pct", error_message="CPU at 100% for SPY_X"),
+           event(error_id="other", error_message="CPU at 1000 for SPYAX"))
+    assert [i["id"] for i in search_errors(engine, parse_query("100%")).items] == ["pct"]
+    assert [i["id"] for i in search_errors(engine, parse_query("SPY_X")).items] == ["pct"]
+
+
+def test_key_terms_filter_and_exclusion_keeps_rows_without_the_value(engine) -> None:  # type: ignore[no-untyped-def]
+    _store(engine,
+           event(error_id="a", severity="critical", category="database", symbol="AAPL"),
+           event(error_id="b", severity="error", category="network", symbol="MSFT",
+                 component="HistoricalLoader"),
+           event(error_id="c", severity="warning", category="pattern", symbol=None))
+
+    def ids(text: str) -> list[str]:
+        return sorted(i["id"] for i in search_errors(engine, parse_query(text)).items)
+
+    assert ids("severity:critical") == ["a"]
+    assert ids("severity:critical,error") == ["a", "b"]
+    assert ids("-category:network") == ["a", "c"]
+    assert ids("symbol:aapl") == ["a"]
+    assert ids("-symbol:AAPL") == ["b", "c"]
+    assert ids("component:HistoricalLoader severity:error") == ["b"]
+    assert ids("component:HistoricalLoader severity:critical") == []
+
+
+def test_time_range_is_start_inclusive_end_exclusive(engine) -> None:  # type: ignore[no-untyped-def]
+    _store(engine, *(event(error_id=f"h{h}", timestamp=NOW - timedelta(hours=h))
+                     for h in range(5)))
+    query = parse_query("").between(NOW - timedelta(hours=3), NOW - timedelta(hours=1))
+    assert [i["id"] for i in search_errors(engine, query).items] == ["h2", "h3"]
+
+
+def test_cursor_pages_walk_every_row_once_newest_first(engine) -> None:  # type: ignore[no-untyped-def]
+    # 23 rows, several sharing a timestamp: the error_id breaks the tie.
+    _store(engine, *(event(error_id=f"e{i:02d}", timestamp=NOW - timedelta(seconds=i // 3))
+                     for i in range(23)))
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        page = search_errors(engine, SearchQuery(), page=pages + 1, page_size=5,
+                             cursor=cursor, with_total=pages == 0)
+        pages += 1
+        if pages == 1:
+            assert page.total == 23 and page.total_exact
+        seen.extend(i["id"] for i in page.items)
+        if not page.has_more:
+            break
+        cursor = page.next_cursor
+    assert pages == 5
+    assert len(seen) == len(set(seen)) == 23
+    # newest first; within one second, error_id descending
+    expected = sorted((f"e{i:02d}" for i in range(23)), reverse=True)
+    expected.sort(key=lambda k: int(k[1:]) // 3)
+    assert seen == expected
+
+
+def test_numbered_pages_use_offsets_up_to_a_limit(engine) -> None:  # type: ignore[no-untyped-def]
+    _store(engine, *(event(error_id=f"p{i:02d}", timestamp=NOW - timedelta(seconds=i))
+                     for i in range(12)))
+    page = search_errors(engine, SearchQuery(), page=3, page_size=5)
+    assert [i["id"] for i in page.items] == ["p10", "p11"]
+    assert page.total == 12 and not page.has_more
+    with pytest.raises(SearchError, match="deeper than"):
+        search_errors(engine, SearchQuery(), page=10_000, page_size=500)
+
+
+def test_count_stops_at_the_cap(engine) -> None:  # type: ignore[no-untyped-def]
+    _store(engine, *(event(error_id=f"c{i}") for i in range(8)))
+    assert count_capped(engine, conditions(SearchQuery()), cap=5) == (5, False)
+    assert count_capped(engine, conditions(SearchQuery()), cap=8) == (8, True)
+    page = search_errors(engine, SearchQuery(), page_size=3)
+    assert page.total_text() == "8" and page.has_more
+
+
+def test_items_have_the_api_summary_shape(engine) -> None:  # type: ignore[no-untyped-def]
+    _store(engine, event(error_id="shape", timestamp=NOW))
+    item = search_errors(engine, SearchQuery()).items[0]
+    assert set(item) >= {"id", "type", "message", "severity", "category", "symbol",
+                         "component", "timestamp"}
+    assert item["timestamp"].endswith("Z")
+
+
+def test_iter_matching_streams_every_match_up_to_the_limit(engine) -> None:  # type: ignore[no-untyped-def]
+    _store(engine, *(event(error_id=f"x{i}", severity="critical" if i % 2 else "error")
+                     for i in range(10)))
+    rows = list(iter_matching(engine, parse_query("severity:critical"), limit=100))
+    assert len(rows) == 5 and all(r["severity"] == "critical" for r in rows)
+    assert rows[0]["timestamp"].tzinfo is not None
+    assert len(list(iter_matching(engine, SearchQuery(), limit=3))) == 3
