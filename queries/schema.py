@@ -2,6 +2,16 @@
 
 `scripts/create_error_logs_table.sql` is the same schema for creating it by hand; keep both
 in step.
+
+On PostgreSQL `error_logs` is partitioned by day on "timestamp" (RANGE), so retention drops
+whole days instead of deleting rows (queries/partitions.py makes the days ahead). A
+partitioned table cannot hold UNIQUE(error_id) (a unique key must include the partition key),
+so the small unpartitioned `error_ids` table keeps "the same error_id again is stored once":
+the store inserts there first, ON CONFLICT DO NOTHING, and writes only the ids that were new.
+A DEFAULT partition takes rows of days that have no partition (old events, clocks in the
+future), so no row is ever refused for its date. SQLite has one plain table with the unique
+key. A PostgreSQL `error_logs` made by an older version (unpartitioned) keeps working as it
+is; `python -m queries.retention --migrate` converts it.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ import uuid
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -23,8 +34,10 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
+from sqlalchemy.schema import CreateColumn, CreateIndex
 
 from queries.records import COLUMN_LIMITS
 
@@ -113,6 +126,67 @@ error_group_symbols = Table(
     Column("last_seen", DateTime(timezone=True), nullable=False),
 )
 
+# Alerts (ingest/alerts.py): one row per firing, kept after it resolves as history.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("rule", String(40), nullable=False),
+    Column("alert_key", String(300), nullable=False),
+    Column("state", String(16), nullable=False),  # firing | resolved
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("last_event_at", DateTime(timezone=True)),
+    Column("event_count", BigInteger, nullable=False, server_default="0"),
+    Column("summary", Text, nullable=False, server_default=""),
+    Column("sample", _JSON),
+    # The last notification sent (firing, reminder, regressed, resolved) and when.
+    Column("last_notice", String(16)),
+    Column("notified_at", DateTime(timezone=True)),
+    Column("notices", Integer, nullable=False, server_default="0"),
+    # Why notifications are held back now: "silenced:<id>", "inhibited", or empty.
+    Column("suppressed", String(64)),
+    Index("idx_alerts_state", "state"),
+    Index("idx_alerts_started_at", "started_at"),
+)
+
+silences = Table(
+    "alert_silences",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("rule", String(40), nullable=False),
+    Column("alert_key", String(300)),
+    Column("until", DateTime(timezone=True), nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("created_by", String(200), nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# PostgreSQL only: the first copy of each stored error_id, with its timestamp so that
+# retention can prune it with the row.
+error_ids = Table(
+    "error_ids",
+    metadata,
+    Column("error_id", String(COLUMN_LIMITS["error_id"]), primary_key=True),
+    Column("timestamp", DateTime(timezone=True), nullable=False),
+    Index("idx_error_ids_timestamp", "timestamp"),
+    info={"postgresql_only": True},
+)
+
+# One row per maintenance run (retention), so "when did it last run" survives restarts.
+maintenance_runs = Table(
+    "maintenance_runs",
+    metadata,
+    Column("id", _BIG_ID, primary_key=True, autoincrement=True),
+    Column("job", String(64), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("ok", Boolean, nullable=False, server_default=text("false")),
+    Column("rows_removed", BigInteger, nullable=False, server_default="0"),
+    Column("detail", Text, nullable=False, server_default=""),
+    Index("idx_maintenance_runs_job_started_at", "job", "started_at"),
+)
+
 # Columns the batch writer fills, in the order of its rows.
 INSERT_COLUMNS = (
     "error_id", "error_type", "error_message", "error_traceback", "severity", "category",
@@ -120,13 +194,72 @@ INSERT_COLUMNS = (
 )
 
 
-def create_schema(engine: Engine) -> None:
-    """Create the tables and indexes that are missing; existing ones are left as they are."""
-    if engine.dialect.name == "postgresql":
-        # gen_random_uuid() is built in from PostgreSQL 13, so COPY can leave `id` out.
-        with engine.begin() as conn:
-            metadata.create_all(conn)
-            conn.execute(text(
-                "ALTER TABLE error_logs ALTER COLUMN id SET DEFAULT gen_random_uuid()"))
+DEFAULT_PARTITION = "error_logs_default"
+
+
+def postgres_error_logs_ddl() -> list[str]:
+    """`error_logs` on PostgreSQL, partitioned by day: the statements, made from the Table above.
+
+    Made from `error_logs` so that a column or index added there follows here. The primary key
+    of a partitioned table must hold the partition key, hence (id, "timestamp"); `id` stays a
+    UUID the server makes (gen_random_uuid(), built in from PostgreSQL 13, so COPY can leave it
+    out); error_id uniqueness lives in `error_ids`. The indexes are partitioned indexes: each
+    partition gets its own, and one on error_id serves the lookups by id.
+    """
+    dialect = postgresql.dialect()
+    columns = []
+    for column in error_logs.columns:
+        spec = str(CreateColumn(column).compile(dialect=dialect))
+        columns.append(spec + " DEFAULT gen_random_uuid()" if column.name == "id" else spec)
+    statements = [
+        "CREATE TABLE IF NOT EXISTS error_logs (\n    " + ",\n    ".join(columns)
+        + ',\n    CONSTRAINT error_logs_pkey PRIMARY KEY (id, "timestamp")\n'
+        + ') PARTITION BY RANGE ("timestamp")',
+        f"CREATE TABLE IF NOT EXISTS {DEFAULT_PARTITION} PARTITION OF error_logs DEFAULT",
+    ]
+    for index in sorted(error_logs.indexes, key=lambda i: str(i.name)):
+        statements.append(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))
+    statements.append(
+        "CREATE INDEX IF NOT EXISTS idx_error_logs_error_id ON error_logs (error_id)")
+    return statements
+
+
+def error_logs_layout(conn) -> str:  # type: ignore[no-untyped-def]
+    """`partitioned`, `plain` (an older unpartitioned table) or `missing`, on PostgreSQL.
+
+    `conn` is a DBAPI connection or cursor-maker (psycopg2) or an SQLAlchemy Connection.
+    """
+    query = ("SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+             "WHERE c.relname = 'error_logs' AND n.nspname = current_schema()")
+    if hasattr(conn, "exec_driver_sql"):
+        kind = conn.exec_driver_sql(query).scalar()
     else:
-        metadata.create_all(engine)
+        cur = conn.cursor()
+        cur.execute(query)
+        row = cur.fetchone()
+        cur.close()
+        kind = row[0] if row else None
+    return {"p": "partitioned", "r": "plain", None: "missing"}.get(kind, "plain")
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the tables and indexes that are missing; existing ones are left as they are.
+
+    On PostgreSQL a missing `error_logs` is made partitioned (with its DEFAULT partition; the
+    retention job adds the daily partitions); an existing unpartitioned one is kept.
+    """
+    if engine.dialect.name == "postgresql":
+        others = [t for t in metadata.sorted_tables if t.name != "error_logs"]
+        with engine.begin() as conn:
+            layout = error_logs_layout(conn)
+            if layout == "plain":
+                # gen_random_uuid() is built in from PostgreSQL 13, so COPY can leave `id` out.
+                conn.exec_driver_sql(
+                    "ALTER TABLE error_logs ALTER COLUMN id SET DEFAULT gen_random_uuid()")
+            else:
+                for statement in postgres_error_logs_ddl():
+                    conn.exec_driver_sql(statement)
+            metadata.create_all(conn, tables=others)
+    else:
+        metadata.create_all(engine, tables=[
+            t for t in metadata.sorted_tables if not t.info.get("postgresql_only")])

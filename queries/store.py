@@ -1,8 +1,10 @@
 """The batched write path: one COPY (PostgreSQL) or one executemany (SQLite) per batch.
 
-`ON CONFLICT (error_id) DO NOTHING` makes duplicates and replays harmless. A row the database
-refuses does not sink its batch: the batch is split until the refused rows are found, those
-are returned as rejections, and the rest is stored.
+`ON CONFLICT (error_id) DO NOTHING` makes duplicates and replays harmless. On PostgreSQL the
+conflict is taken on `error_ids` (see queries/schema.py: a table partitioned by day cannot
+hold a unique error_id), in the same statement as the insert into `error_logs`. A row the
+database refuses does not sink its batch: the batch is split until the refused rows are
+found, those are returned as rejections, and the rest is stored.
 """
 
 from __future__ import annotations
@@ -32,6 +34,23 @@ _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 # SQLSTATE classes of an unreachable or unwilling server: connection exception, insufficient
 # resources, operator intervention (shutdown, crash recovery).
 _PG_OUTAGE_CLASSES = frozenset({"08", "53", "57"})
+# Errors that say "try again", not "this data is wrong": serialization failure and deadlock
+# (class 40), lock not available (55P03). Maintenance (retention) takes short table locks, so
+# a batch may meet one; it is retried at once, and never bisected into dead letters.
+_PG_TRANSIENT_CLASSES = frozenset({"40"})
+_PG_TRANSIENT_CODES = frozenset({"55P03"})
+_TRANSIENT_RETRIES = 3
+
+# The new ids go to error_ids first; only those go on to error_logs. `ON CONFLICT DO NOTHING`
+# on error_logs itself is for an older, unpartitioned table that still has UNIQUE(error_id).
+_PG_INSERT = (
+    "WITH new_ids AS ("
+    " INSERT INTO error_ids (error_id, \"timestamp\")"
+    " SELECT error_id, \"timestamp\" FROM error_logs_staging"
+    " ON CONFLICT (error_id) DO NOTHING RETURNING error_id) "
+    f"INSERT INTO error_logs ({_COLS}) SELECT {', '.join('s.' + c for c in INSERT_COLUMNS)} "
+    "FROM error_logs_staging s JOIN new_ids USING (error_id) "
+    "ON CONFLICT DO NOTHING RETURNING error_id")
 
 
 class StoreUnavailable(RuntimeError):
@@ -80,6 +99,12 @@ def _is_outage(exc: BaseException) -> bool:
         text = str(exc).lower()
         return any(word in text for word in (
             "locked", "unable to open", "disk i/o", "busy", "no such table", "readonly"))
+    return False
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, psycopg2.Error) and exc.pgcode:
+        return exc.pgcode[:2] in _PG_TRANSIENT_CLASSES or exc.pgcode in _PG_TRANSIENT_CODES
     return False
 
 
@@ -143,19 +168,25 @@ class ErrorStore:
         """Store `events` (duplicates skipped); raises StoreUnavailable if the database is away."""
         if not events:
             return BatchResult()
-        try:
-            new, hook_results = self._insert(events)
-            return BatchResult(inserted=len(new), duplicates=len(events) - len(new),
-                               new_events=new, hook_results=hook_results)
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
-            if _is_outage(exc):
-                self._drop_connection()
-                raise StoreUnavailable(
-                    f"could not store batch of {len(events)} (first id {events[0].error_id}): "
-                    f"{exc}".strip()) from exc
-            return self._split(events, exc)
+        attempt = 0
+        while True:
+            try:
+                new, hook_results = self._insert(events)
+                return BatchResult(inserted=len(new), duplicates=len(events) - len(new),
+                                   new_events=new, hook_results=hook_results)
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                if _is_transient(exc) and attempt < _TRANSIENT_RETRIES:
+                    attempt += 1
+                    log.info("batch of %d met %s; retrying it", len(events), exc.pgcode)
+                    continue
+                if _is_outage(exc) or _is_transient(exc):
+                    self._drop_connection()
+                    raise StoreUnavailable(
+                        f"could not store batch of {len(events)} (first id "
+                        f"{events[0].error_id}): {exc}".strip()) from exc
+                return self._split(events, exc)
 
     def _split(self, events: Sequence[ErrorEvent], exc: Exception) -> BatchResult:
         """The database refused the batch: find the refused rows by halving."""
@@ -219,6 +250,8 @@ class ErrorStore:
         return results
 
     def _copy_postgres(self, conn, events: Sequence[ErrorEvent]) -> set[str]:  # type: ignore[no-untyped-def]
+        # Only the first copy of each id goes in: it is the stored one, the rest are duplicates.
+        events = list({e.error_id: e for e in reversed(events)}.values())[::-1]
         cur = conn.cursor()
         if not self._staging_ready:
             cur.execute(
@@ -235,9 +268,7 @@ class ErrorStore:
             for e in events)
         buffer.seek(0)
         cur.copy_expert(f"COPY error_logs_staging ({_COLS}) FROM STDIN WITH (FORMAT csv)", buffer)
-        cur.execute(
-            f"INSERT INTO error_logs ({_COLS}) SELECT {_COLS} FROM error_logs_staging "
-            "ON CONFLICT (error_id) DO NOTHING RETURNING error_id")
+        cur.execute(_PG_INSERT)
         inserted = {row[0] for row in cur.fetchall()}
         cur.close()
         return inserted

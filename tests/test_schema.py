@@ -14,14 +14,31 @@ from tests.factories import event
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _indexes(engine) -> dict[str, str]:  # type: ignore[no-untyped-def]
+# Tables whose layout the script and the code must agree on.
+_COMPARED = ("error_logs", "error_ids", "maintenance_runs", "rejected_messages")
+
+
+def _indexes(engine, table: str = "error_logs") -> dict[str, str]:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
         return dict(conn.execute(text(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'error_logs'")).all())
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"), {"t": table}).all())
 
 
-def _column_types(engine) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return {c["name"]: str(c["type"]) for c in inspect(engine).get_columns("error_logs")}
+def _column_types(engine, table: str = "error_logs") -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {c["name"]: str(c["type"]) for c in inspect(engine).get_columns(table)}
+
+
+def _layout(engine) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Columns and index names of the compared tables, and how error_logs is partitioned."""
+    with engine.connect() as conn:
+        partitioning = conn.execute(text(
+            "SELECT pg_get_partkeydef('error_logs'::regclass)")).scalar()
+        default = conn.execute(text(
+            "SELECT c.relname FROM pg_partitioned_table p JOIN pg_class c "
+            "ON c.oid = p.partdefid WHERE p.partrelid = 'error_logs'::regclass")).scalar()
+    return {"partitioning": partitioning, "default": default,
+            **{f"{t} columns": _column_types(engine, t) for t in _COMPARED},
+            **{f"{t} indexes": set(_indexes(engine, t)) for t in _COMPARED}}
 
 
 def test_postgres_schema_has_the_contracts_types_and_indexes(pg_engine):  # type: ignore[no-untyped-def]
@@ -33,19 +50,23 @@ def test_postgres_schema_has_the_contracts_types_and_indexes(pg_engine):  # type
         assert any(f"({column})" in d or f'("{column}")' in d for d in indexes.values()), column
     partial = indexes["idx_error_logs_recent_serious"]
     assert "WHERE" in partial and "critical" in partial and "error" in partial
-    assert any("UNIQUE" in d and "error_id" in d for d in indexes.values())
+    # Partitioned by day: the key must be in the primary key, and error_id's uniqueness (one
+    # row per error_id) is kept by error_ids' primary key, which the store inserts into first.
+    assert _layout(pg_engine)["partitioning"] == "RANGE (\"timestamp\")"
+    assert any("UNIQUE" in d and "(id, \"timestamp\")" in d for d in indexes.values())
+    assert any("UNIQUE" in d and "(error_id)" in d
+               for d in _indexes(pg_engine, "error_ids").values())
 
 
 def test_the_sql_script_makes_the_same_schema_and_the_store_writes_to_it(pg_engine):  # type: ignore[no-untyped-def]
-    expected_types, expected_indexes = _column_types(pg_engine), set(_indexes(pg_engine))
+    expected = _layout(pg_engine)
     with pg_engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
         conn.exec_driver_sql((ROOT / "scripts" / "create_error_logs_table.sql").read_text())
-    assert _column_types(pg_engine) == expected_types
-    assert set(_indexes(pg_engine)) == expected_indexes
+    assert _layout(pg_engine) == expected
     create_schema(pg_engine)  # starting the monitor on a hand-made schema changes nothing
-    assert set(_indexes(pg_engine)) == expected_indexes
+    assert _layout(pg_engine) == expected
     store = ErrorStore(pg_engine)
     assert store.write_batch([event(error_id="by-script")]).inserted == 1
     store.close()
