@@ -1,6 +1,9 @@
 """The composition root: read settings, build the pieces, wire them, start and stop them.
 
-`python app.py` runs the dashboard, the API and the ingest in one process on HOST:PORT.
+`python app.py` runs the dashboard, the API and the ingest in one process on HOST:PORT
+(with INGEST_ENABLED=false, the web side only, following `python -m ingest`'s live feed).
+`gunicorn app:server` serves the web side only, built in each worker on its first request
+(docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -8,16 +11,23 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
+from typing import Any
 
 import dash
 from sqlalchemy.engine import Engine
 
+from dashboard.alerts_api import create_alerts_blueprint
 from dashboard.factory import create_dash_app
 from dashboard.groups_api import create_groups_blueprint
 from dashboard.monitor_api import create_monitor_blueprint
+from dashboard.security import Access, install_security, refusal_reason
+from ingest.live_feed import LiveFeedFollower
+from ingest.process_log import configure_logging, mask_tree, secret_fragments
 from ingest.service import IngestService
 from queries.engine import make_engine
+from queries.retention_job import RetentionJob
 from queries.schema import create_schema
 from settings import Settings, SettingsError, load_settings
 
@@ -28,27 +38,109 @@ log = logging.getLogger("tickstock.app")
 class Monitor:
     settings: Settings
     engine: Engine
-    ingest: IngestService
+    ingest: IngestService | None  # None on a web-only side (INGEST_ENABLED=false)
     dash_app: dash.Dash
+    follower: LiveFeedFollower | None = None  # the web-only side's copy of the live feed
+    retention: RetentionJob | None = None  # with the ingest: the daily retention run
 
     def start(self) -> None:
-        self.ingest.start()
+        if self.ingest is not None:
+            self.ingest.start()
+        if self.follower is not None:
+            self.follower.start()
+        if self.retention is not None:
+            self.retention.start()
 
     def stop(self) -> None:
         """Stop reading and flush everything received to the store."""
-        self.ingest.stop()
+        if self.retention is not None:
+            self.retention.stop()
+        if self.ingest is not None:
+            self.ingest.stop()
+        if self.follower is not None:
+            self.follower.stop()
         self.engine.dispose()
 
 
 def build(settings: Settings) -> Monitor:
     """Build the monitor; nothing is started and no thread runs until `start()`."""
     engine = make_engine(settings.sqlalchemy_url)
-    create_schema(engine)
-    ingest = IngestService(settings, engine)
-    dash_app = create_dash_app(engine, ingest)
-    dash_app.server.register_blueprint(create_monitor_blueprint(ingest.status))
+    ingest: IngestService | None = None
+    follower: LiveFeedFollower | None = None
+    retention: RetentionJob | None = None
+    if settings.ingest_enabled:
+        create_schema(engine)
+        ingest = IngestService(settings, engine)
+        retention = RetentionJob.from_settings(engine, settings)
+    else:
+        # Web only: `python -m ingest` owns the schema, the ring buffer and the status.
+        follower = LiveFeedFollower(settings.redis_url, settings.error_channel,
+                                    settings.ring_buffer_size)
+    live = ingest if ingest is not None else follower
+    dash_app = create_dash_app(engine, live)
+    status = live.status if retention is None else _with_retention(live.status, retention)
+    dash_app.server.register_blueprint(create_monitor_blueprint(_scrubbed(status, settings)))
     dash_app.server.register_blueprint(create_groups_blueprint(engine))
-    return Monitor(settings, engine, ingest, dash_app)
+    dash_app.server.register_blueprint(create_alerts_blueprint(engine))
+    install_security(dash_app, access_for(settings))
+    return Monitor(settings, engine, ingest, dash_app, follower, retention)
+
+
+def access_for(settings: Settings) -> Access:
+    """The credentials the web side asks for; ValueError for an unusable password hash."""
+    return Access(settings.admin_username, settings.admin_password,
+                  settings.admin_password_hash, settings.api_token)
+
+
+def _with_retention(status: Any, retention: RetentionJob) -> Any:
+    """The monitor's status with the retention job's under "retention"."""
+    return lambda: {**status(), "retention": retention.status()}
+
+
+def _scrubbed(status: Any, settings: Settings) -> Any:
+    """`status` with every secret (passwords, token, webhook URL) masked, for the API."""
+    fragments = secret_fragments(settings)
+    return lambda: mask_tree(status(), fragments)
+
+
+class LazyWebServer:
+    """`gunicorn app:server`: the web side only (it follows `python -m ingest`'s live feed),
+    built in each worker on its first request, after the fork; importing this module opens
+    nothing and starts no thread. Bind address checks and worker defaults: gunicorn.conf.py.
+    """
+
+    def __init__(self) -> None:
+        self.monitor: Monitor | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> Any:
+        """Build and start the web side once; later calls return it."""
+        with self._lock:
+            if self.monitor is None:
+                settings = replace(load_settings(), ingest_enabled=False)
+                configure_logging(settings)
+                monitor = build(settings)
+                monitor.start()
+                self.monitor = monitor
+                log.info("web worker ready, following the live feed of %s",
+                         settings.error_channel)
+        return self.monitor.dash_app.server
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        monitor = self.monitor
+        if monitor is not None:
+            return monitor.dash_app.server(environ, start_response)
+        try:
+            app = self.load()
+        except (SettingsError, ValueError) as exc:
+            log.error("bad setting: %s", exc)
+            start_response("500 Internal Server Error",
+                           [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"The monitor's settings are wrong; see its log.\n"]
+        return app(environ, start_response)
+
+
+server = LazyWebServer()
 
 
 def _raise_keyboard_interrupt(_signum, _frame) -> None:  # type: ignore[no-untyped-def]
@@ -60,8 +152,15 @@ def main() -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
-    except SettingsError as exc:
+        access_for(settings)
+    except (SettingsError, ValueError) as exc:
         log.error("bad setting: %s", exc)
+        return 2
+    configure_logging(settings)
+    reason = refusal_reason(settings.host, settings.admin_credentials_set,
+                            settings.allow_anonymous)
+    if reason is not None:
+        log.error(reason)
         return 2
     try:
         monitor = build(settings)

@@ -7,6 +7,7 @@ The names, defaults and meanings are listed in CONTRACT.md §3 and `.env.example
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -33,11 +34,27 @@ class Settings:
     log_file_backup_count: int = 5
     store_min_severity: str = "warning"
     retention_days: int = 30
+    retention_at: str = "03:00"
+    retention_archive_dir: str = ""
+    retention_batch_rows: int = 10_000
+    retention_partitions_ahead: int = 7
     spool_dir: str = "data/spool"
     alert_webhook_url: str = ""
+    alert_webhook_max_tries: int = 5
+    alert_repeat_minutes: int = 60
+    alert_error_rate_per_minute: int = 10
+    alert_category_burst_count: int = 5
+    alert_category_burst_minutes: int = 5
+    alert_symbol_pattern_count: int = 3
+    alert_symbol_pattern_minutes: int = 15
+    alert_resolve_minutes: int = 5
     admin_username: str = ""
     admin_password: str = ""
+    admin_password_hash: str = ""
     api_token: str = ""
+    allow_anonymous: bool = False
+    ingest_enabled: bool = True
+    log_format: str = "text"
     ring_buffer_size: int = 2000
     max_message_bytes: int = 1024 * 1024
     max_text_bytes: int = 64 * 1024
@@ -61,16 +78,38 @@ class Settings:
             raise SettingsError(f"PORT must be from 1 to 65535, got {self.port}")
         for name in ("ring_buffer_size", "max_message_bytes", "max_text_bytes",
                      "queue_max_messages", "batch_max_rows", "spool_max_bytes", "batch_max_wait_ms",
-                     "log_file_max_size", "retention_days"):
+                     "log_file_max_size", "retention_days", "alert_webhook_max_tries",
+                     "alert_repeat_minutes", "alert_category_burst_minutes",
+                     "alert_symbol_pattern_minutes", "alert_resolve_minutes",
+                     "retention_batch_rows"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be at least 1, got {getattr(self, name)}")
+        for name in ("alert_error_rate_per_minute", "alert_category_burst_count",
+                     "alert_symbol_pattern_count"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name.upper()} must not be negative")
         if self.log_file_backup_count < 0:
             raise SettingsError("LOG_FILE_BACKUP_COUNT must not be negative")
+        if self.retention_partitions_ahead < 0:
+            raise SettingsError("RETENTION_PARTITIONS_AHEAD must not be negative")
+        parse_time_of_day(self.retention_at)
         if not self.error_channel:
             raise SettingsError("ERROR_CHANNEL must not be empty")
         if self.ingest_source not in ("pubsub", "stream"):
             raise SettingsError(
                 f"INGEST_SOURCE must be pubsub or stream, got {self.ingest_source!r}")
+        if self.log_format not in ("text", "json"):
+            raise SettingsError(f"LOG_FORMAT must be text or json, got {self.log_format!r}")
+        if self.admin_password and self.admin_password_hash:
+            raise SettingsError("set ADMIN_PASSWORD or ADMIN_PASSWORD_HASH, not both")
+        if bool(self.admin_username) != bool(self.admin_password or self.admin_password_hash):
+            raise SettingsError("ADMIN_USERNAME and ADMIN_PASSWORD (or ADMIN_PASSWORD_HASH) "
+                                "must be set together")
+
+    @property
+    def admin_credentials_set(self) -> bool:
+        """True when the dashboard and API ask for the admin's user name and password."""
+        return bool(self.admin_username and (self.admin_password or self.admin_password_hash))
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -79,6 +118,15 @@ class Settings:
         if url.startswith("postgres://"):
             url = "postgresql://" + url[len("postgres://"):]
         return url
+
+
+def parse_time_of_day(value: str) -> tuple[int, int]:
+    """RETENTION_AT as (hour, minute); `3:00` and `03:00` are both accepted."""
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value.strip())
+    if match is None:
+        raise SettingsError(
+            f"RETENTION_AT must be a time of day as HH:MM (00:00 to 23:59), got {value!r}")
+    return int(match.group(1)), int(match.group(2))
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -119,7 +167,7 @@ def load_settings(
         env_name = field.name.upper()
         if env_name in values:
             kwargs[field.name] = _convert(env_name, values[env_name], kinds[str(field.type)])
-    for name in ("store_min_severity", "ingest_source"):
+    for name in ("store_min_severity", "ingest_source", "log_format"):
         if name in kwargs:
             kwargs[name] = str(kwargs[name]).lower()
     return Settings(**kwargs)  # type: ignore[arg-type]
