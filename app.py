@@ -29,6 +29,7 @@ from ingest.service import IngestService
 from queries.engine import make_engine
 from queries.retention_job import RetentionJob
 from queries.schema import create_schema
+from queries.trends import HourlyRollup
 from settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("tickstock.app")
@@ -42,6 +43,22 @@ class Monitor:
     dash_app: dash.Dash
     follower: LiveFeedFollower | None = None  # the web-only side's copy of the live feed
     retention: RetentionJob | None = None  # with the ingest: the daily retention run
+    rollup: HourlyRollup | None = None  # hourly counts behind the Overview and Trends
+
+    def warm_rollup(self) -> None:
+        """Fill the last 30 days of hourly counts in the background, so the first Overview
+        and Trends loads do not pay for it (a big store takes seconds)."""
+        rollup = self.rollup
+        if rollup is None:
+            return
+
+        def warm() -> None:
+            try:
+                rollup.warm(30)
+            except Exception:  # a cold rollup only costs the first page load
+                log.warning("could not pre-compute the hourly counts", exc_info=True)
+
+        threading.Thread(target=warm, name="rollup-warm", daemon=True).start()
 
     def start(self) -> None:
         if self.ingest is not None:
@@ -50,6 +67,7 @@ class Monitor:
             self.follower.start()
         if self.retention is not None:
             self.retention.start()
+        self.warm_rollup()
 
     def stop(self) -> None:
         """Stop reading and flush everything received to the store."""
@@ -77,13 +95,15 @@ def build(settings: Settings) -> Monitor:
         follower = LiveFeedFollower(settings.redis_url, settings.error_channel,
                                     settings.ring_buffer_size)
     live = ingest if ingest is not None else follower
-    dash_app = create_dash_app(engine, live)
-    status = live.status if retention is None else _with_retention(live.status, retention)
-    dash_app.server.register_blueprint(create_monitor_blueprint(_scrubbed(status, settings)))
+    status = _scrubbed(live.status if retention is None
+                       else _with_retention(live.status, retention), settings)
+    rollup = HourlyRollup(engine)
+    dash_app = create_dash_app(engine, live, rollup, status)
+    dash_app.server.register_blueprint(create_monitor_blueprint(status))
     dash_app.server.register_blueprint(create_groups_blueprint(engine))
     dash_app.server.register_blueprint(create_alerts_blueprint(engine))
     install_security(dash_app, access_for(settings))
-    return Monitor(settings, engine, ingest, dash_app, follower, retention)
+    return Monitor(settings, engine, ingest, dash_app, follower, retention, rollup)
 
 
 def access_for(settings: Settings) -> Access:

@@ -7,6 +7,7 @@ module holds its layout and registers its own callbacks on the app it is given, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -19,7 +20,7 @@ from sqlalchemy.engine import Engine
 from dashboard import ids, navbar, notices
 from dashboard.api import create_api_blueprint, install_error_pages
 from dashboard.live import LiveView
-from dashboard.pages import errors, overview, trends
+from dashboard.pages import alerts, errors, groups, monitor, overview, trends
 from queries.trends import HourlyRollup
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -27,7 +28,8 @@ ASYNC_CHUNKS = ("dash_ag_grid/async-community.js", "dash/dcc/async-dropdown.js")
 
 
 def resolve(pathname: str | None, search: str | None) -> tuple[str, dict[str, str]]:
-    """(page name, parameters) for a URL: overview, errors, detail, trends or missing."""
+    """(page name, parameters) for a URL: overview, errors, detail, trends, groups, group,
+    alerts, monitor or missing."""
     path = (pathname or "/").rstrip("/") or "/"
     query = {k: v[-1] for k, v in parse_qs((search or "").lstrip("?")).items()}
     if path == "/":
@@ -40,6 +42,14 @@ def resolve(pathname: str | None, search: str | None) -> tuple[str, dict[str, st
         return "detail", {"id": unquote(path[len("/errors/"):])}
     if path == "/trends":
         return "trends", query
+    if path == "/groups":
+        return "groups", query
+    if path.startswith("/groups/"):
+        return "group", {"fingerprint": unquote(path[len("/groups/"):])}
+    if path == "/alerts":
+        return "alerts", query
+    if path == "/monitor":
+        return "monitor", query
     return "missing", {"path": path}
 
 
@@ -59,13 +69,15 @@ def shell(engine: Engine, live: LiveView) -> Any:
     ])
 
 
-def create_dash_app(engine: Engine, live: LiveView,
-                    rollup: HourlyRollup | None = None) -> dash.Dash:
+def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None = None,
+                    status: Callable[[], dict[str, Any]] | None = None) -> dash.Dash:
     """A Dash app serving the pages and `/api/...`; it starts no thread and opens nothing.
 
     `rollup` (the hourly counts behind the Overview's counts and the Trends page) may be
     handed in so that the caller can warm it (`rollup.warm()`) in its own thread at start-up;
-    by default the app makes its own, which fills on first use.
+    by default the app makes its own, which fills on first use. `status` is the monitor's
+    status as `/api/monitor/status` serves it (secrets masked), for the Monitor page; by
+    default `live.status`.
     """
     app = dash.Dash(
         __name__,
@@ -77,6 +89,7 @@ def create_dash_app(engine: Engine, live: LiveView,
         update_title=None,
     )
     rollup = rollup or HourlyRollup(engine)
+    status = status or live.status
     app.layout = lambda: shell(engine, live)
     # The grid and the dropdowns live in chunks Dash loads only once the layout has arrived;
     # preloading them lets the browser fetch and compile them while it waits for the layout.
@@ -100,6 +113,14 @@ def create_dash_app(engine: Engine, live: LiveView,
             return errors.detail_layout(engine, live, params["id"])
         if page == "trends":
             return trends.layout()
+        if page == "groups":
+            return groups.layout(engine, params)
+        if page == "group":
+            return groups.group_layout(engine, params["fingerprint"])
+        if page == "alerts":
+            return alerts.layout(engine, params)
+        if page == "monitor":
+            return monitor.layout(status)
         return html.Div([html.H4("Page not found"),
                          html.P(["Nothing lives at ", html.Code(params["path"]), "."]),
                          dcc.Link("Go to the overview", href="/")], className="py-4")
@@ -118,9 +139,11 @@ def create_dash_app(engine: Engine, live: LiveView,
 
     app.clientside_callback(
         """function (pathname) {
-            var titles = {"/": "Overview", "/errors": "Errors", "/trends": "Trends"};
+            var titles = {"/": "Overview", "/errors": "Errors", "/trends": "Trends",
+                          "/groups": "Groups", "/alerts": "Alerts", "/monitor": "Monitor"};
             var key = (pathname || "/").replace(/\\/+$/, "") || "/";
-            var name = titles[key] || (key.indexOf("/errors/") === 0 ? "Error" : "");
+            var name = titles[key] || (key.indexOf("/errors/") === 0 ? "Error" :
+                       key.indexOf("/groups/") === 0 ? "Group" : "");
             document.title = (name ? name + " · " : "") + "TickStock Error Monitor";
             return window.dash_clientside.no_update;
         }""",
@@ -134,6 +157,9 @@ def create_dash_app(engine: Engine, live: LiveView,
     overview.register_callbacks(app, engine, live, rollup)
     errors.register_callbacks(app, engine, live)
     trends.register_callbacks(app, rollup)
+    groups.register_callbacks(app, engine)
+    alerts.register_callbacks(app, engine)
+    monitor.register_callbacks(app, status)
     install_error_pages(app.server)
     app.server.register_blueprint(create_api_blueprint(engine, live, rollup))
 

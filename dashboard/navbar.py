@@ -66,6 +66,9 @@ def layout(engine: Engine, live: LiveView) -> Any:
             dbc.NavItem(dbc.NavLink("Overview", href="/", active="exact")),
             dbc.NavItem(dbc.NavLink("Errors", href="/errors", active="partial")),
             dbc.NavItem(dbc.NavLink("Trends", href="/trends", active="partial")),
+            dbc.NavItem(dbc.NavLink("Groups", href="/groups", active="partial")),
+            dbc.NavItem(dbc.NavLink("Alerts", href="/alerts", active="partial")),
+            dbc.NavItem(dbc.NavLink("Monitor", href="/monitor", active="partial")),
         ], className="me-auto", navbar=True),
         html.Div([
             html.Span(line, id=ids.MONITOR_LINE, className="small text-body-secondary me-3 "
