@@ -29,6 +29,7 @@ from ingest.service import IngestService
 from queries.engine import make_engine
 from queries.retention_job import RetentionJob
 from queries.schema import create_schema
+from queries.search import ensure_trigram_indexes
 from queries.trends import HourlyRollup
 from settings import Settings, SettingsError, load_settings
 
@@ -88,6 +89,7 @@ def build(settings: Settings) -> Monitor:
     retention: RetentionJob | None = None
     if settings.ingest_enabled:
         create_schema(engine)
+        ensure_trigram_indexes(engine, settings.search_trigram_index)
         ingest = IngestService(settings, engine)
         retention = RetentionJob.from_settings(engine, settings)
     else:

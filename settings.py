@@ -53,6 +53,9 @@ class Settings:
     admin_password_hash: str = ""
     api_token: str = ""
     allow_anonymous: bool = False
+    # PostgreSQL: trigram indexes for free-text search (fast rare words, about half the
+    # store's write rate; queries/search.py create_trigram_indexes).
+    search_trigram_index: bool = False
     ingest_enabled: bool = True
     log_format: str = "text"
     ring_buffer_size: int = 2000

@@ -120,7 +120,8 @@ def create_api_blueprint(engine: Engine, live: LiveView,
     def health():  # type: ignore[no-untyped-def]
         def produce() -> dict[str, Any]:
             state = live.listening_state()
-            result = health_status(engine, state.subscribed, state.store_ok).as_json()
+            result = health_status(engine, state.subscribed, state.store_ok,
+                                   blind_reason=getattr(state, "blind_reason", None)).as_json()
             result["monitor"] = live.monitor_summary()
             return result
         return answer(produce)

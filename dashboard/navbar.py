@@ -25,7 +25,8 @@ def health_view(engine: Engine, live: LiveView,
                 now: datetime | None = None) -> tuple[str, str, str, str]:
     """(badge text, badge classes, reason, monitor line) for the health badge."""
     state = live.listening_state()
-    health: Health = health_status(engine, state.subscribed, state.store_ok, now)
+    health: Health = health_status(engine, state.subscribed, state.store_ok, now,
+                                   getattr(state, "blind_reason", None))
     line = monitor_line(state, now)
     return (LABELS[health.status], f"badge health-badge health-{health.colour}",
             health.reason, line)
@@ -33,6 +34,8 @@ def health_view(engine: Engine, live: LiveView,
 
 def monitor_line(state: Any, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
+    if not state.subscribed and getattr(state, "blind_reason", None):
+        return "ingest not running: no heartbeat"
     if not state.subscribed:
         since = state.not_listening_since
         return (f"not listening since {since:%H:%M:%S} UTC" if since

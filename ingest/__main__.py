@@ -26,6 +26,7 @@ from ingest.service import IngestService
 from queries.engine import make_engine
 from queries.retention_job import RetentionJob
 from queries.schema import create_schema
+from queries.search import ensure_trigram_indexes
 from settings import SettingsError, load_settings
 
 log = logging.getLogger("tickstock.ingest")
@@ -47,6 +48,7 @@ def main() -> int:
     engine = make_engine(settings.sqlalchemy_url)
     try:
         create_schema(engine)
+        ensure_trigram_indexes(engine, settings.search_trigram_index)
     except Exception as exc:  # noqa: BLE001 - say why we cannot start, without a traceback
         log.error("cannot open the error store at %s: %s", redact_url(settings.sqlalchemy_url),
                   exc)

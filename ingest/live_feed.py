@@ -445,6 +445,7 @@ class LiveFeedFollower(threading.Thread):
             store_ok=status.get("storeOk") is not False,
             not_listening_since=_parse_time(status.get("notListeningSince")),
             last_message_at=_parse_time(status.get("lastMessageAt")),
+            blind_reason=(NO_HEARTBEAT if status.get("ingest") == "no heartbeat" else None),
         )
 
     def monitor_summary(self) -> dict[str, Any]:
@@ -459,6 +460,9 @@ class LiveFeedFollower(threading.Thread):
             "ingest": status["ingest"],
             "ingestProcesses": len(status.get("ingestProcesses") or []),
         }
+
+
+NO_HEARTBEAT = "no heartbeat from the ingest process (is `python -m ingest` running?)"
 
 
 def combine(statuses: list[dict[str, Any]]) -> dict[str, Any]:

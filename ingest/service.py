@@ -41,6 +41,8 @@ class ListeningState:
     store_ok: bool
     not_listening_since: datetime | None
     last_message_at: datetime | None
+    # Why the monitor cannot see, when it knows better than "not subscribed".
+    blind_reason: str | None = None
 
 
 class IngestService:

@@ -47,15 +47,17 @@ def classify(critical: int, errors: int, now: datetime) -> Health:
 
 
 def health_status(engine: Engine, subscribed: bool, store_ok: bool,
-                  now: datetime | None = None) -> Health:
+                  now: datetime | None = None, blind_reason: str | None = None) -> Health:
     """The health over the last 5 minutes; `unknown` whenever the monitor cannot see.
 
     A blind monitor must never look green: not subscribed, or a store it cannot read or
-    write, gives `unknown`/`gray` with the reason.
+    write, gives `unknown`/`gray` with the reason (`blind_reason` when the caller knows it
+    better, e.g. a web worker that hears no heartbeat from the ingest process).
     """
     now = now or datetime.now(UTC)
     if not subscribed:
-        return Health("unknown", "gray", None, None, "not subscribed to the error channel", now)
+        return Health("unknown", "gray", None, None,
+                      blind_reason or "not subscribed to the error channel", now)
     if not store_ok:
         return Health("unknown", "gray", None, None, "the error store is unreachable", now)
     try:

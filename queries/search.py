@@ -20,6 +20,7 @@ query over millions of rows would cost more than the page itself.
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from queries.reads import as_utc
 from queries.records import CATEGORIES, SEVERITIES, iso_utc
 from queries.schema import error_logs
+
+log = logging.getLogger(__name__)
 
 COUNT_CAP = 10_000
 MAX_OFFSET = 10_000
@@ -367,3 +370,16 @@ def create_trigram_indexes(engine: Engine) -> bool:
     except DBAPIError:  # no pg_trgm on the server, or no privilege to create it
         return False
     return True
+
+
+def ensure_trigram_indexes(engine: Engine, wanted: bool) -> None:
+    """SEARCH_TRIGRAM_INDEX at start-up: make the indexes when asked, and say so when it
+    cannot (SQLite, no pg_trgm on the server, no right to create the extension)."""
+    if not wanted:
+        return
+    if create_trigram_indexes(engine):
+        log.info("free-text search uses pg_trgm indexes (SEARCH_TRIGRAM_INDEX=true)")
+    else:
+        log.warning("SEARCH_TRIGRAM_INDEX=true but the trigram indexes could not be made "
+                    "(PostgreSQL with the pg_trgm extension and the right to create it are "
+                    "needed); free-text search scans the rows instead")

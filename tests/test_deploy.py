@@ -350,6 +350,7 @@ def test_the_web_side_without_an_ingest_shows_unknown(deploy_env, processes):  #
     health = _json(f"{base}/api/errors/health")
     assert (health["status"], health["health"]) == ("unknown", "gray")
     assert health["monitor"]["ingest"] == "no heartbeat"
+    assert "no heartbeat from the ingest process" in health["reason"]
     assert _http(f"{base}/metrics", headers=AUTH)[0] == 200
 
 

@@ -118,6 +118,7 @@ def test_health_is_unknown_without_a_fresh_heartbeat(feed):  # type: ignore[no-u
     wait_for(lambda: follower.monitor_summary()["ingest"] == "no heartbeat", timeout=5)
     state = follower.listening_state()
     assert state.subscribed is False and state.not_listening_since is not None
+    assert "no heartbeat" in (state.blind_reason or "")
     status = follower.status()
     assert status["counters"]["stored"] == 1  # the last known, kept for context
     assert status["counters"]["anything"] == 0  # what the metrics ask for never fails

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
+from queries.engine import make_engine
+from queries.schema import create_schema
 from queries.search import (
     KeyTerm,
     SearchError,
@@ -14,6 +17,7 @@ from queries.search import (
     count_capped,
     decode_cursor,
     encode_cursor,
+    ensure_trigram_indexes,
     iter_matching,
     parse_query,
     search_errors,
@@ -190,3 +194,29 @@ def test_iter_matching_streams_every_match_up_to_the_limit(engine) -> None:  # t
     assert len(rows) == 5 and all(r["severity"] == "critical" for r in rows)
     assert rows[0]["timestamp"].tzinfo is not None
     assert len(list(iter_matching(engine, SearchQuery(), limit=3))) == 3
+
+
+def _trigram_indexes(engine) -> set[str]:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return set(conn.execute(text(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'error_logs' "
+            "AND indexname LIKE '%trgm'")).scalars())
+
+
+def test_trigram_indexes_are_made_only_when_asked(pg_engine) -> None:  # type: ignore[no-untyped-def]
+    ensure_trigram_indexes(pg_engine, False)
+    assert _trigram_indexes(pg_engine) == set()
+    ensure_trigram_indexes(pg_engine, True)
+    assert _trigram_indexes(pg_engine) == {"idx_error_logs_message_trgm",
+                                           "idx_error_logs_error_type_trgm"}
+    _store(pg_engine, event(error_id="rare", error_message="feed stalled for XYZZY"),
+           event(error_id="common", error_message="feed stalled"))
+    assert [item["id"] for item in search_errors(pg_engine, parse_query("xyzzy")).items] == [
+        "rare"]
+
+
+def test_trigram_setting_on_sqlite_says_it_cannot(sqlite_url, caplog) -> None:  # type: ignore[no-untyped-def]
+    engine = make_engine(sqlite_url)
+    create_schema(engine)
+    ensure_trigram_indexes(engine, True)
+    assert "could not be made" in caplog.text
