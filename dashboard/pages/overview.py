@@ -32,6 +32,13 @@ from dashboard.components import (
 )
 from dashboard.detail import find_error, render_detail
 from dashboard.live import LiveView
+from dashboard.pages.groups import (
+    digest,
+    group_columns,
+    group_grid_options,
+    overview_rows,
+    title_click_href,
+)
 from queries.reads import SHOWN_SEVERITIES
 from queries.records import CATEGORIES
 from queries.search import KeyTerm, SearchQuery, search_errors
@@ -45,6 +52,9 @@ LIVE_TICK_MS = 500
 STATS_TICK_MS = 2000
 TOP_UP_WINDOW = timedelta(hours=24)
 STAT_WINDOWS = ("1h", "24h", "7d", "30d")
+LIST_MODES = ("events", "groups")
+EVENTS_NOTE = "Live: newest first; click a row for its detail."
+GROUPS_NOTE = "Groups with errors in the window, last seen first; click a title for the group."
 DEFAULT_WINDOW = "24h"
 _STATS = ((ids.STAT_TOTAL, "Total", None, "secondary"),
           (ids.STAT_CRITICAL, "Critical", "critical", "danger"),
@@ -190,13 +200,21 @@ def layout(engine: Engine, live: LiveView, rollup: HourlyRollup) -> Any:
                       window_picker], className="ms-auto"),
         ], className="d-flex flex-wrap align-items-end gap-3 mb-3"),
         dbc.Row([
+            dbc.Col(html.Div(dbc.RadioItems(
+                id=ids.OVERVIEW_LIST_MODE, value="events",
+                options=[{"label": m.capitalize(), "value": m} for m in LIST_MODES],
+                className="btn-group btn-group-sm", inputClassName="btn-check",
+                labelClassName="btn btn-outline-secondary", labelCheckedClassName="active"),
+                className="radio-group"), width="auto", className="d-flex align-items-center"),
             dbc.Col(dcc.Dropdown(
                 id=ids.CATEGORY_FILTER, multi=True, placeholder="All categories",
-                options=[{"label": c, "value": c} for c in CATEGORIES]), md=5, lg=4),
+                options=[{"label": c, "value": c} for c in CATEGORIES]), md=5, lg=4,
+                id=ids.OVERVIEW_CATEGORY_COL),
             dbc.Col(dcc.Dropdown(
                 id=ids.SEVERITY_FILTER, multi=True, placeholder="All severities",
-                options=[{"label": s, "value": s} for s in SHOWN_SEVERITIES]), md=4, lg=3),
-            dbc.Col(html.Small("Live: newest first; click a row for its detail.",
+                options=[{"label": s, "value": s} for s in SHOWN_SEVERITIES]), md=4, lg=3,
+                id=ids.OVERVIEW_SEVERITY_COL),
+            dbc.Col(html.Small(EVENTS_NOTE,
                                id=ids.LIVE_NOTE, className="text-body-secondary"),
                     className="d-flex align-items-center"),
         ], className="mb-2 g-2"),
@@ -205,7 +223,15 @@ def layout(engine: Engine, live: LiveView, rollup: HourlyRollup) -> Any:
             getRowId="params.data.id", dashGridOptions=GRID_OPTIONS,
             defaultColDef={"resizable": True, "sortable": False},
             style={"height": "100%"},
-        ), className="grid-box"),
+        ), className="grid-box", id=ids.OVERVIEW_EVENTS_BOX),
+        # The groups list: filled only while it is shown (see switch_list).
+        html.Div(dag.AgGrid(
+            id=ids.OVERVIEW_GROUPS, columnDefs=group_columns(compact=True), rowData=[],
+            getRowId="params.data.id", dashGridOptions=group_grid_options(selectable=False),
+            defaultColDef={"resizable": True, "sortable": False}, style={"height": "100%"},
+        ), className="grid-box d-none", id=ids.OVERVIEW_GROUPS_BOX),
+        dcc.Store(id=ids.OVERVIEW_GROUPS_TICK),
+        dcc.Store(id=ids.OVERVIEW_GROUPS_DIGEST),
         dcc.Store(id=ids.LIVE_CURSOR, data=first.cursor),
         interval(ids.LIVE_INTERVAL, LIVE_TICK_MS),
         interval(ids.STATS_INTERVAL, STATS_TICK_MS),
@@ -268,3 +294,61 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView,
             return no_update, no_update
         return True, render_detail(find_error(engine, live.ring, str(error_id)),
                                    str(error_id), element_id=ids.MODAL_DETAIL)
+
+    # -- the groups list (the events/groups switch) --------------------------------------
+    @app.callback(
+        Output(ids.OVERVIEW_EVENTS_BOX, "className"),
+        Output(ids.OVERVIEW_GROUPS_BOX, "className"),
+        Output(ids.OVERVIEW_CATEGORY_COL, "className"),
+        Output(ids.OVERVIEW_SEVERITY_COL, "className"),
+        Output(ids.LIVE_NOTE, "children"),
+        Output(ids.OVERVIEW_GROUPS_TICK, "data", allow_duplicate=True),
+        Input(ids.OVERVIEW_LIST_MODE, "value"),
+        prevent_initial_call=True,
+    )
+    def switch_list(mode):  # type: ignore[no-untyped-def]
+        # The events grid keeps its feed while hidden, so switching back shows it current.
+        if mode == "groups":
+            return ("grid-box d-none", "grid-box", "d-none", "d-none", GROUPS_NOTE,
+                    {"switched": datetime.now(UTC).timestamp()})
+        return "grid-box", "grid-box d-none", "", "", EVENTS_NOTE, no_update
+
+    # The groups list follows the counts' tick, relayed in the browser only while it is
+    # shown: in events mode the Overview makes no request more than it did before.
+    app.clientside_callback(
+        """function (tick, stats, mode) {
+            if (mode !== "groups") { return window.dash_clientside.no_update; }
+            return {tick: tick, window: stats};
+        }""",
+        Output(ids.OVERVIEW_GROUPS_TICK, "data", allow_duplicate=True),
+        Input(ids.STATS_INTERVAL, "n_intervals"),
+        Input(ids.STATS_WINDOW, "value"),
+        State(ids.OVERVIEW_LIST_MODE, "value"),
+        prevent_initial_call=True,
+    )
+
+    @app.callback(
+        Output(ids.OVERVIEW_GROUPS, "rowData"),
+        Output(ids.OVERVIEW_GROUPS_DIGEST, "data"),
+        Input(ids.OVERVIEW_GROUPS_TICK, "data"),
+        State(ids.STATS_WINDOW, "value"),
+        State(ids.OVERVIEW_GROUPS_DIGEST, "data"),
+        prevent_initial_call=True,
+    )
+    def groups_feed(_tick, window, last_digest):  # type: ignore[no-untyped-def]
+        try:
+            rows = overview_rows(engine, window if window in STAT_WINDOWS else DEFAULT_WINDOW)
+        except SQLAlchemyError:
+            return no_update, no_update
+        fresh = digest(rows)
+        if fresh == last_digest:
+            return no_update, no_update
+        return rows, fresh
+
+    @app.callback(
+        Output(ids.URL, "href", allow_duplicate=True),
+        Input(ids.OVERVIEW_GROUPS, "cellClicked"),
+        prevent_initial_call=True,
+    )
+    def open_group(clicked):  # type: ignore[no-untyped-def]
+        return title_click_href(clicked) or no_update
