@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html
+from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html, no_update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard import ids
 from dashboard.components import ago, interval
 from dashboard.live import LiveView
+from queries.alert_store import count_firing
 from queries.health import Health, health_status
 
 LABELS = {"operational": "Operational", "degraded": "Degraded", "critical": "Critical",
@@ -47,6 +49,24 @@ def monitor_line(state: Any, now: datetime | None = None) -> str:
         "listening · no message yet"
 
 
+ALERTS_BADGE_CLASSES = "ms-1 alerts-badge"
+
+
+def alerts_badge(engine: Engine) -> tuple[str, str, str]:
+    """(text, classes, title) of the red count of firing alerts next to "Alerts".
+
+    One count on the indexed `alerts.state`; hidden when nothing fires, and hidden rather
+    than failing when the store (or the alerts table) cannot be read."""
+    try:
+        firing = count_firing(engine)
+    except SQLAlchemyError:
+        return "", f"{ALERTS_BADGE_CLASSES} d-none", ""
+    if not firing:
+        return "", f"{ALERTS_BADGE_CLASSES} d-none", ""
+    return (str(firing), ALERTS_BADGE_CLASSES,
+            f"{firing} alert{'s' if firing != 1 else ''} firing")
+
+
 def layout(engine: Engine, live: LiveView) -> Any:
     try:
         text, classes, reason, line = health_view(engine, live)
@@ -62,6 +82,7 @@ def layout(engine: Engine, live: LiveView) -> Any:
         dbc.Switch(id=ids.BROWSER_SWITCH, label="Browser notification", value=False,
                    persistence=True, persistence_type="local"),
     ]), target=ids.SETTINGS_BUTTON, trigger="legacy", placement="bottom-end")
+    badge_text, badge_classes, badge_title = alerts_badge(engine)
     # A plain <nav>: it takes the page's light or dark theme (dbc.Navbar fixes one).
     return html.Nav(dbc.Container([
         dcc.Link("TickStock Error Monitor", href="/", className="navbar-brand fw-semibold"),
@@ -70,7 +91,11 @@ def layout(engine: Engine, live: LiveView) -> Any:
             dbc.NavItem(dbc.NavLink("Errors", href="/errors", active="partial")),
             dbc.NavItem(dbc.NavLink("Trends", href="/trends", active="partial")),
             dbc.NavItem(dbc.NavLink("Groups", href="/groups", active="partial")),
-            dbc.NavItem(dbc.NavLink("Alerts", href="/alerts", active="partial")),
+            dbc.NavItem(dbc.NavLink([
+                "Alerts",
+                dbc.Badge(badge_text, id=ids.ALERTS_BADGE, color="danger", pill=True,
+                          className=badge_classes, title=badge_title),
+            ], href="/alerts", active="partial")),
             dbc.NavItem(dbc.NavLink("Monitor", href="/monitor", active="partial")),
         ], className="me-auto", navbar=True),
         html.Div([
@@ -98,6 +123,21 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView) -> None:
     )
     def refresh_health(_tick):  # type: ignore[no-untyped-def]
         return health_view(engine, live)
+
+    @app.callback(
+        Output(ids.ALERTS_BADGE, "children"),
+        Output(ids.ALERTS_BADGE, "className"),
+        Output(ids.ALERTS_BADGE, "title"),
+        Input(ids.NAV_INTERVAL, "n_intervals"),
+        State(ids.ALERTS_BADGE, "children"),
+        State(ids.ALERTS_BADGE, "className"),
+        prevent_initial_call=True,
+    )
+    def refresh_alerts_badge(_tick, shown, shown_classes):  # type: ignore[no-untyped-def]
+        text, classes, title = alerts_badge(engine)
+        if (text, classes) == (shown or "", shown_classes):
+            return no_update, no_update, no_update  # an empty answer most seconds
+        return text, classes, title
 
     app.clientside_callback(
         ClientsideFunction("monitor", "setTheme"),

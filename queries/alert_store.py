@@ -56,10 +56,15 @@ def list_alerts(engine: Engine, state: str = "firing", limit: int = 200) -> list
         return [_alert_json(row) for row in conn.execute(query)]
 
 
-def count_firing(engine: Engine) -> int:
+def count_alerts(engine: Engine, state: str) -> int:
+    """How many alerts are in `state` (firing or resolved); uses the index on `state`."""
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(alerts)
-                            .where(alerts.c.state == "firing")).scalar_one()
+                            .where(alerts.c.state == state)).scalar_one()
+
+
+def count_firing(engine: Engine) -> int:
+    return count_alerts(engine, "firing")
 
 
 def _silence_json(row: Any) -> dict[str, Any]:
