@@ -9,7 +9,7 @@ dropped at the end), each app case with a fresh IngestService built from `settin
 
   app       --count realistic messages (severities, categories, symbols, components, both
             message shapes, 1% re-sent copies, 0.1% malformed) into the app's ingest:
-            subscriber -> spool -> pipeline -> batch writer (COPY) -> PostgreSQL;
+            reader process -> spool -> pipeline -> batch writer (COPY) -> PostgreSQL;
   baseline  --baseline-count of the same messages into a naive subscriber loop: normalise,
             one INSERT ... ON CONFLICT DO NOTHING and one commit per message (psycopg2);
   flood     --flood messages of about 1.9 KB (95 MB in all) into the app's ingest: far more
@@ -21,7 +21,7 @@ pipelines of PUBLISH commands. msg/s = messages accounted for (stored, duplicate
 log-only) per second from the first PUBLISH to the commit of the last row; the stored count is
 checked with SELECT count(*). lost = published - accounted for. STORE_MIN_SEVERITY is `debug`
 by default, so every valid message is written. Each app case also prints the CPU each part
-used per message (reader, pipeline and writer threads, publisher, redis-server, the bench
+used per message (reader process, pipeline and writer threads, publisher, redis-server, the bench
 database's PostgreSQL backends) and, with --timeline, its counters every 0.1 s.
 
 Targets: app >= 20,000 msg/s, >= 10x the baseline, nothing lost, no reconnect in the flood.
@@ -270,12 +270,7 @@ class OutputBufferSampler(threading.Thread):
 
 def subscriber_addr(service: IngestService) -> str | None:
     """host:port of the subscriber's socket as Redis names it, if it can be found."""
-    try:
-        sock = service.subscriber._pubsub.connection._sock  # type: ignore[union-attr]
-        host, port = sock.getsockname()[:2]
-        return f"{host}:{port}"
-    except Exception:  # noqa: BLE001 - a figure we can do without
-        return None
+    return getattr(service.subscriber, "local_address", None)
 
 
 # -- where the CPU goes (Linux /proc; figures are None elsewhere) --------------------------
@@ -304,22 +299,24 @@ def _machine_busy() -> tuple[float, float] | None:
 
 
 class CpuMeter:
-    """CPU seconds used by each part during a case: the ingest's threads (one GIL between
-    them), the publisher, redis-server and the PostgreSQL backends of the bench database."""
+    """CPU seconds used by each part during a case: the reader process, the main process's
+    pipeline and writer threads (one GIL between them), the publisher, redis-server and the
+    PostgreSQL backends of the bench database."""
 
     def __init__(self, service: IngestService, publisher_pid: int | None,
                  redis_client: redis.Redis) -> None:
         self.redis = redis_client
-        self.threads = {"reader": service.subscriber, "pipeline": service.pipeline,
-                        "writer": service.writer}
+        self.threads = {"pipeline": service.pipeline, "writer": service.writer}
+        self.reader_pid = getattr(service.subscriber, "pid", None)
         self.publisher_pid = publisher_pid
         self.start = self._sample()
 
     def _sample(self) -> dict[str, float | None]:
         sample: dict[str, float | None] = {
-            name: _proc_cpu(f"/proc/self/task/{thread.native_id}/stat")
-            for name, thread in self.threads.items()}
-        sample["whole process"] = _proc_cpu("/proc/self/stat")
+            "reader": _proc_cpu(f"/proc/{self.reader_pid}/stat") if self.reader_pid else None}
+        sample.update({name: _proc_cpu(f"/proc/self/task/{thread.native_id}/stat")
+                       for name, thread in self.threads.items()})
+        sample["main process"] = _proc_cpu("/proc/self/stat")
         sample["publisher"] = (_proc_cpu(f"/proc/{self.publisher_pid}/stat")
                                if self.publisher_pid else None)
         info = self.redis.info("cpu")

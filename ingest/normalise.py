@@ -49,9 +49,6 @@ _FULL_VALUE_LIMIT = 4096
 # Deeper JSON is refused: orjson, which the store serialises `context` with, stops at 254
 # levels, and walking much deeper values recursively would exhaust Python's recursion limit.
 MAX_NESTING = 200
-# orjson reads integers beyond 64 bits as floats, silently losing digits; a run of 19 or more
-# digits sends the message to the standard library, which keeps them exact.
-_LONG_DIGITS = re.compile(r"\d{19,}")
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _DEFAULT_SOURCE = "TickStockPL"
 _NO_VALUE = object()
@@ -96,14 +93,20 @@ def _parse(text: str) -> tuple[Any, str | None, bool]:
     orjson first (fast), the standard library for what orjson refuses or gets wrong: orjson
     rejects lone surrogates and numbers beyond a double's range, and turns integers beyond
     64 bits into floats; all are valid JSON, and `json` reads them exactly (it also reads
-    NaN/Infinity, which are not JSON and are refused here).
+    NaN/Infinity, which are not JSON and are refused here). Such an integer can only come
+    back as a float of magnitude 2**63 or more, so the value is checked, not the text.
     """
-    if not _LONG_DIGITS.search(text):
-        try:
-            return orjson.loads(text), None, "\\u0000" in text
-        except orjson.JSONDecodeError:
-            pass
-        except RecursionError:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    except RecursionError:
+        return None, _TOO_DEEP, False
+    else:
+        shape = _shape(value)
+        if shape is None:
+            return value, None, "\\u0000" in text
+        if shape == _TOO_DEEP:
             return None, _TOO_DEEP, False
 
     def refuse_constant(name: str) -> Any:
@@ -115,28 +118,41 @@ def _parse(text: str) -> tuple[Any, str | None, bool]:
         return None, _TOO_DEEP, False
     except ValueError as exc:
         return None, f"not valid JSON: {exc}", False
+    if _shape(value) == _TOO_DEEP:
+        return None, _TOO_DEEP, False
     return value, None, True
 
 
 _TOO_DEEP = f"JSON nested too deeply (more than {MAX_NESTING} levels)"
+_MAYBE_INEXACT = "a float that may be an integer orjson could not hold"
+_EXACT_LIMIT = float(2**63)
 
 
-def _too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
-    """Whether lists and objects nest deeper than `limit` (without recursion)."""
+def _shape(value: Any, limit: int = MAX_NESTING) -> str | None:
+    """`_TOO_DEEP` when lists and objects nest deeper than `limit`, `_MAYBE_INEXACT` when a
+    float is large enough to be an integer beyond 64 bits, else None. No recursion."""
+    found = None
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict):
+        kind = type(item)
+        if kind is dict:
             children: Any = item.values()
-        elif isinstance(item, list):
+        elif kind is list:
             children = item
         else:
+            if kind is float and not -_EXACT_LIMIT < item < _EXACT_LIMIT:
+                found = _MAYBE_INEXACT
             continue
         if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children
-                     if isinstance(child, (dict, list)))
-    return False
+            return _TOO_DEEP
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                stack.append((child, depth + 1))
+            elif kind is float and not -_EXACT_LIMIT < child < _EXACT_LIMIT:
+                found = _MAYBE_INEXACT
+    return found
 
 
 def _clean_text(value: str) -> str:
@@ -344,8 +360,6 @@ def normalise(raw: bytes | str, received_at: datetime, limits: Limits = Limits()
         text = text.replace("\x00", "")
     try:
         document, problem, needs_scrub = _parse(text)
-        if problem is None and _too_deep(document):
-            problem = _TOO_DEEP
     except RecursionError:
         problem = _TOO_DEEP
     if problem is not None:

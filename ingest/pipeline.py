@@ -77,6 +77,7 @@ class Pipeline(threading.Thread):
             if self.writer.pending >= self.max_backlog:
                 if stopping:
                     break  # the rest stays in the spool for the next start
+                self.spool.sync_if_due()  # the journal keeps growing meanwhile
                 time.sleep(0.02)
                 continue
             items, position = self.spool.read(self.chunk, timeout=0.0 if stopping else 0.2)

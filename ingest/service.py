@@ -20,6 +20,7 @@ from ingest.batch_writer import BatchWriter
 from ingest.file_log import close_error_log, open_error_log
 from ingest.normalise import Limits
 from ingest.pipeline import Pipeline
+from ingest.process_log import secret_fragments
 from ingest.ring_buffer import RingBuffer
 from ingest.spool import Spool
 from ingest.stream_source import StreamSubscriber
@@ -76,8 +77,9 @@ class IngestService:
             self.spool.add_commit_listener(self.subscriber.acknowledge)
         else:
             self.subscriber = Subscriber(
-                settings.redis_url, settings.error_channel, self.spool.append,
-                health_check_interval=settings.redis_health_check_interval)
+                settings.redis_url, settings.error_channel, self.spool,
+                health_check_interval=settings.redis_health_check_interval,
+                log_format=settings.log_format, secrets=secret_fragments(settings))
         self._build_alerts(settings, engine)
         self._started = False
         self._samples: deque[tuple[float, dict[str, int]]] = deque()

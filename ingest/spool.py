@@ -1,15 +1,14 @@
 """The spool: an append-only journal on disk of every payload received, until it is stored.
 
-The reader thread appends each payload (one `os.write`, no fsync) before counting it as
-received, so once the monitor says "received", the payload is in the kernel's hands and a
-`kill -9` cannot lose it. The pipeline reads the journal in order; the batch writer reports
-what it has committed, and segments wholly behind that checkpoint are deleted. While the
-database is away the pipeline stops reading and the journal simply grows (up to
-`max_bytes`), so a database outage, a flood and a crash are one mechanism. On start, what is
-left behind the last checkpoint is read first: that is the replay.
-
-Layout of `SPOOL_DIR`: `seg-000000000001.log`, ... (records: u32 length, f64 received epoch
-seconds, payload) and `checkpoint` (JSON: the segment and offset committed up to).
+The reader (its own process for pub/sub, see reader.py; the stream reader's thread through
+`append`) journals each batch of payloads with one write before counting them as received
+(spool_writer.py), so once the monitor says "received" the payload is in the kernel's hands
+and a `kill -9` cannot lose it. This side, in the main process, reads the journal in order,
+following the segment files by their size; the batch writer reports what it has committed,
+and segments wholly behind that checkpoint are deleted. While the database is away the
+pipeline stops reading and the journal simply grows (up to `max_bytes`), so a database
+outage, a flood and a crash are one mechanism. On start, what is left behind the last
+checkpoint is read first: that is the replay. Layout: spool_format.py.
 """
 
 from __future__ import annotations
@@ -17,27 +16,30 @@ from __future__ import annotations
 import json
 import logging
 import os
-import struct
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+
+from ingest.reader_state import ReaderState, create_state
+from ingest.spool_format import (
+    HEADER,
+    SEGMENT_BYTES,
+    Position,
+    segment_number,
+    segment_path,
+)
+from ingest.spool_writer import SpoolWriter, take_writer_lock
+
+__all__ = ["HEADER", "Position", "Spool"]
 
 log = logging.getLogger(__name__)
 
-HEADER = struct.Struct("<Id")
-SEGMENT_BYTES = 8 * 1024 * 1024
 _READ_BYTES = 4 * 1024 * 1024
-_NAME = "seg-{:012d}.log"
-
-
-@dataclass(frozen=True, order=True, slots=True)
-class Position:
-    """A place in the journal: everything before it has been read (or committed)."""
-
-    segment: int
-    offset: int
+# How often a waiting read looks for new records: the writer is in another process.
+_POLL_SECONDS = 0.005
+# A writer left behind by a killed main process notices within a second and lets go.
+_OLD_WRITER_WAIT = 15.0
 
 
 class Spool:
@@ -48,26 +50,26 @@ class Spool:
         # Small caps get small segments, so committed space is given back in time.
         self.segment_bytes = max(4096, min(segment_bytes, max_bytes // 4))
         self.fsync_interval = fsync_interval
-        self._lock = threading.Lock()
-        self._data = threading.Condition(threading.Lock())
-        self._reader_waiting = False
-        self._fd = -1
-        self._active = 0
-        self._active_size = 0
-        self._segments: dict[int, int] = {}  # segment -> size in bytes, for every file kept
-        self._total_bytes = 0
+        self.state: ReaderState | None = None  # shared with the writer; made by `open`
+        self._writer: SpoolWriter | None = None  # only when this process writes (`append`)
+        self._wakeup = threading.Event()
         self._read = Position(0, 0)
         self._read_fd = -1
         self._read_fd_segment = -1
+        # Sizes of finished segments (the writer has moved past them), for reading and for
+        # giving their bytes back once committed. The pipeline adds the segments it reads,
+        # the writer's commit removes the ones behind the checkpoint: never the same keys.
+        self._finished: dict[int, int] = {}
+        self._replay_segments: frozenset[int] = frozenset()
         self._checkpoint = Position(0, 0)
+        self._oldest = 0  # the lowest segment not yet deleted
+        self._freed = 0  # bytes of the segments deleted since open
         self._commit_listeners: list[Callable[[Position], None]] = []
         self._last_sync = 0.0
-        self._dirty = False
-        self._last_full_warning = 0.0
+        self._synced_bytes = 0
+        self._sync_from = 0
         self.first_new_segment = 0
-        # Counters; each is written by one thread.
-        self.appended = 0  # reader thread
-        self.refused = 0  # reader thread: spool full or disk error
+        # Counters of this side; each is written by one thread.
         self.read_records = 0  # pipeline thread
         self.replayed = 0  # pipeline thread: records left by an earlier run
         self.replay_total = 0  # found at open
@@ -75,21 +77,30 @@ class Spool:
 
     # -- opening ------------------------------------------------------------------------
     def open(self) -> None:
-        """Find what an earlier run left behind and start a new segment after it."""
+        """Find what an earlier run left behind; the writer starts a new segment after it."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        os.close(take_writer_lock(self.folder, _OLD_WRITER_WAIT))
         self._checkpoint = self._load_checkpoint()
+        segments: dict[int, int] = {}
         for path in sorted(self.folder.glob("seg-*.log")):
-            number = int(path.stem[4:])
+            number = segment_number(path)
             if number < self._checkpoint.segment:
                 path.unlink()  # committed before the last stop
                 continue
-            self._segments[number] = path.stat().st_size
-            self._total_bytes += self._segments[number]
-        self._read = max(self._checkpoint, Position(min(self._segments, default=0), 0))
-        self.replay_total = self._count_records_from(self._read)
-        self._active = max(self._segments, default=self._checkpoint.segment) + 1
-        self.first_new_segment = self._active
-        self._open_active()
+            segments[number] = path.stat().st_size
+        self.first_new_segment = max(segments, default=self._checkpoint.segment) + 1
+        self._replay_segments = frozenset(segments)
+        self._finished = dict(segments)
+        self._oldest = min(segments, default=self.first_new_segment)
+        self._sync_from = self.first_new_segment
+        self._read = max(self._checkpoint,
+                         Position(min(segments, default=self.first_new_segment), 0))
+        self.replay_total = self._count_records_from(self._read, segments)
+        state = self.state = create_state(self.folder)
+        state.active_segment = self.first_new_segment
+        state.initial_bytes = sum(segments.values())
+        state.released_bytes = self._released(self._checkpoint)
+        state.not_listening_since = time.time()
         if self.replay_total:
             log.warning("the spool holds %d messages from an earlier run; they are stored first",
                         self.replay_total)
@@ -104,12 +115,12 @@ class Spool:
             log.error("unreadable spool checkpoint (%s): replaying the whole spool", exc)
             return Position(0, 0)
 
-    def _count_records_from(self, start: Position) -> int:
+    def _count_records_from(self, start: Position, segments: dict[int, int]) -> int:
         count = 0
-        for number in sorted(self._segments):
+        for number in sorted(segments):
             if number < start.segment:
                 continue
-            data = (self.folder / _NAME.format(number)).read_bytes()
+            data = segment_path(self.folder, number).read_bytes()
             offset = start.offset if number == start.segment else 0
             while offset + HEADER.size <= len(data):
                 length = HEADER.unpack_from(data, offset)[0]
@@ -119,55 +130,20 @@ class Spool:
                 count += 1
         return count
 
-    def _open_active(self) -> None:
-        path = self.folder / _NAME.format(self._active)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._active_size = 0
-        self._segments[self._active] = 0
+    def writer_config(self) -> dict[str, object]:
+        """What a writer in another process needs to journal into this spool."""
+        return {"spool_folder": str(self.folder.resolve()), "spool_max_bytes": self.max_bytes,
+                "spool_segment_bytes": self.segment_bytes}
 
-    # -- the reader thread --------------------------------------------------------------
+    # -- writing from this process (the stream reader, tests) ---------------------------
     def append(self, payload: bytes, received: float) -> Position | None:
         """Journal one payload and return the position after it; None (counted, logged) when
         the spool is full or the disk fails."""
-        record = HEADER.pack(len(payload), received) + payload
-        with self._lock:
-            if self.pending_bytes + len(record) > self.max_bytes:
-                self._refuse(f"the spool is full ({self.max_bytes} bytes)")
-                return None
-            if self._active_size and self._active_size + len(record) > self.segment_bytes:
-                self._rotate()
-            try:
-                written = os.write(self._fd, record)
-                while written < len(record):
-                    written += os.write(self._fd, record[written:])
-            except OSError as exc:
-                # A partial record would corrupt the segment: cut it back.
-                os.ftruncate(self._fd, self._active_size)
-                self._refuse(f"cannot write the spool: {exc}")
-                return None
-            self._active_size += len(record)
-            self._total_bytes += len(record)
-            self._segments[self._active] = self._active_size
-            self._dirty = True
-            self.appended += 1
-            after = Position(self._active, self._active_size)
-        if self._reader_waiting:
-            with self._data:
-                self._data.notify()
-        return after
-
-    def _refuse(self, reason: str) -> None:
-        self.refused += 1
-        now = time.monotonic()
-        if now - self._last_full_warning > 10:
-            self._last_full_warning = now
-            log.error("%s: message refused (%d refused so far)", reason, self.refused)
-
-    def _rotate(self) -> None:
-        os.fdatasync(self._fd)
-        os.close(self._fd)
-        self._active += 1
-        self._open_active()
+        if self._writer is None:
+            assert self.state is not None, "open the spool first"
+            self._writer = SpoolWriter(self.folder, self.state, self.max_bytes,
+                                       self.segment_bytes)
+        return self._writer.append((payload,), received)
 
     # -- the pipeline thread ------------------------------------------------------------
     def read(self, max_records: int, timeout: float) -> tuple[list[tuple[bytes, float]], Position]:
@@ -175,58 +151,65 @@ class Spool:
 
         Waits up to `timeout` for data when there is none.
         """
-        records = self._read_some(max_records)
+        records = self._read_some(max_records) if self.unread > 0 else []
         if not records and timeout > 0:
-            with self._data:
-                self._reader_waiting = True
-                if not self._has_unread():
-                    self._data.wait(timeout)
-                self._reader_waiting = False
-            records = self._read_some(max_records)
+            deadline = time.monotonic() + timeout
+            self._wakeup.clear()
+            while not records:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._wakeup.wait(min(_POLL_SECONDS, left)):
+                    break
+                if self.unread > 0:
+                    records = self._read_some(max_records)
         self.read_records += len(records)
-        self._sync_if_due()
+        self.sync_if_due()
         return records, self._read
-
-    def _has_unread(self) -> bool:
-        with self._lock:
-            return (self._read.segment < self._active
-                    or self._read.offset < self._active_size)
 
     def _read_some(self, max_records: int) -> list[tuple[bytes, float]]:
         records: list[tuple[bytes, float]] = []
+        state = self.state
+        assert state is not None, "open the spool first"
         while len(records) < max_records:
-            with self._lock:
-                segment, offset = self._read.segment, self._read.offset
-                later = [s for s in self._segments if s > segment]
-                if segment not in self._segments:
-                    if not later:
-                        return records
-                    self._read = Position(min(later), 0)
-                    continue
-                end = self._segments[segment]
-                finished = segment != self._active
-            if offset >= end:
+            segment, offset = self._read.segment, self._read.offset
+            # Read `active_segment` before the size: a segment it has passed is complete.
+            finished = segment < state.active_segment
+            end = self._segment_end(segment, finished)
+            if end is None or offset >= end:
                 if not finished:
                     return records
-                self._read = Position(min(later), 0)
+                self._read = Position(segment + 1, 0)
                 continue
             data = self._pread(segment, min(end - offset, _READ_BYTES), offset)
             if len(data) >= HEADER.size:
                 whole = HEADER.size + HEADER.unpack_from(data, 0)[0]
                 if whole > len(data) and offset + whole <= end:
                     data = self._pread(segment, whole, offset)  # one record beyond _READ_BYTES
-            pos = self._parse(data, records, max_records, segment < self.first_new_segment)
+            pos = self._parse(data, records, max_records, segment in self._replay_segments)
             if pos == 0:
                 if finished:
                     # A record cut short by a crash at the end of an old segment.
                     self.torn_records += 1
                     log.error("spool segment %d ends in a torn record (%d bytes skipped)",
                               segment, end - offset)
-                    self._read = Position(min(later), 0) if later else Position(segment, end)
+                    self._read = Position(segment + 1, 0)
                     continue
-                return records
+                return records  # the rest of a record the writer is still writing
             self._read = Position(segment, offset + pos)
         return records
+
+    def _segment_end(self, segment: int, finished: bool) -> int | None:
+        """The segment's size (None: not there); final once the segment is finished."""
+        size = self._finished.get(segment)
+        if size is not None:
+            return size
+        try:
+            fd = self._read_fd_for(segment)
+        except FileNotFoundError:
+            return None
+        size = os.fstat(fd).st_size
+        if finished:
+            self._finished[segment] = size
+        return size
 
     def _parse(self, data: bytes, records: list[tuple[bytes, float]], max_records: int,
                replaying: bool) -> int:
@@ -246,27 +229,44 @@ class Spool:
             self.replayed += len(records) - before
         return pos
 
-    def _pread(self, segment: int, size: int, offset: int) -> bytes:
+    def _read_fd_for(self, segment: int) -> int:
         if self._read_fd_segment != segment:
+            fd = os.open(segment_path(self.folder, segment), os.O_RDONLY)
             if self._read_fd >= 0:
                 os.close(self._read_fd)
-            self._read_fd = os.open(self.folder / _NAME.format(segment), os.O_RDONLY)
-            self._read_fd_segment = segment
-        return os.pread(self._read_fd, size, offset)
+            self._read_fd, self._read_fd_segment = fd, segment
+        return self._read_fd
 
-    def _sync_if_due(self) -> None:
-        # fsync in batches: a kill -9 loses nothing written; a power cut loses at most
-        # `fsync_interval` seconds of journal.
+    def _pread(self, segment: int, size: int, offset: int) -> bytes:
+        return os.pread(self._read_fd_for(segment), size, offset)
+
+    def sync_if_due(self, force: bool = False) -> None:
+        """fsync what was journaled, in batches: a kill -9 loses nothing written; a power cut
+        loses at most `fsync_interval` seconds of journal. Done here, not by the writer, so
+        the reader never waits on the disk."""
         now = time.monotonic()
-        if self._dirty and now - self._last_sync >= self.fsync_interval:
-            with self._lock:
-                self._dirty = False
-                os.fdatasync(self._fd)
-            self._last_sync = now
+        state = self.state
+        if state is None or (not force and now - self._last_sync < self.fsync_interval):
+            return
+        self._last_sync = now
+        written = state.written_bytes
+        if written == self._synced_bytes:
+            return
+        active = state.active_segment
+        for segment in range(self._sync_from, active + 1):
+            try:
+                fd = os.open(segment_path(self.folder, segment), os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # already committed and deleted, or not made yet
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        self._sync_from = active
+        self._synced_bytes = written
 
     def wake(self) -> None:
-        with self._data:
-            self._data.notify_all()
+        self._wakeup.set()
 
     # -- the writer thread --------------------------------------------------------------
     def add_commit_listener(self, listener: Callable[[Position], None]) -> None:
@@ -281,25 +281,45 @@ class Spool:
         tmp = self.folder / "checkpoint.tmp"
         tmp.write_text(json.dumps({"segment": position.segment, "offset": position.offset}))
         os.replace(tmp, self.folder / "checkpoint")
-        with self._lock:
-            done = [s for s in self._segments if s < position.segment and s != self._active]
-            for segment in done:
-                self._total_bytes -= self._segments.pop(segment)
-        for segment in done:
+        for segment in range(self._oldest, position.segment):
+            path = segment_path(self.folder, segment)
+            size = self._finished.pop(segment, None)
             try:
-                (self.folder / _NAME.format(segment)).unlink()
+                if size is None:
+                    size = path.stat().st_size
+                path.unlink()
             except FileNotFoundError:
-                pass
+                size = 0
+            self._freed += size
+        self._oldest = max(self._oldest, position.segment)
+        if self.state is not None:
+            self.state.released_bytes = self._released(position)
         for listener in self._commit_listeners:
             listener(position)
 
+    def _released(self, checkpoint: Position) -> int:
+        """Bytes given back: deleted segments, and the committed part of the checkpoint's."""
+        exists = (checkpoint.segment >= self.first_new_segment
+                  or checkpoint.segment in self._replay_segments)
+        return self._freed + (checkpoint.offset if exists else 0)
+
     # -- status -------------------------------------------------------------------------
+    @property
+    def appended(self) -> int:
+        return self.state.appended if self.state is not None else 0
+
+    @property
+    def refused(self) -> int:
+        """Payloads the writer could not journal: the spool was full, or the disk failed."""
+        return self.state.refused if self.state is not None else 0
+
     @property
     def pending_bytes(self) -> int:
         """Bytes on disk not yet committed to the store."""
-        checkpoint = self._checkpoint
-        done = checkpoint.offset if checkpoint.segment in self._segments else 0
-        return self._total_bytes - done
+        state = self.state
+        if state is None:
+            return 0
+        return state.initial_bytes + state.written_bytes - state.released_bytes
 
     @property
     def unread(self) -> int:
@@ -307,11 +327,11 @@ class Spool:
         return self.appended + self.replay_total - self.read_records
 
     def close(self) -> None:
-        with self._lock:
-            if self._fd >= 0:
-                os.fdatasync(self._fd)
-                os.close(self._fd)
-                self._fd = -1
-            if self._read_fd >= 0:
-                os.close(self._read_fd)
-                self._read_fd = -1
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self.sync_if_due(force=True)
+        if self._read_fd >= 0:
+            os.close(self._read_fd)
+            self._read_fd = -1
+            self._read_fd_segment = -1

@@ -1,165 +1,197 @@
-"""The one thread that reads `ERROR_CHANNEL`: it only reads and journals, nothing else.
+"""The main process's handle on the pub/sub reader process (`python -m ingest.reader`).
 
-Redis cuts a pub/sub client whose output buffer grows past its limit, so this thread never
-parses, logs or waits on the database: each payload goes straight to the spool. It
-reconnects by itself with capped exponential backoff and jitter (redis-py's
-`ExponentialWithJitterBackoff`), resubscribes, and treats a link that stops answering its
-health-check PINGs as dead.
+The reader runs in a process of its own so that no thread of ours can starve it of the GIL
+while Redis fills its output buffer (see reader.py). This handle starts it, stops it in
+order (it journals everything published before the stop, then exits), starts it again if
+it dies, and shows its state, read from the struct the two processes share
+(reader_state.py), under the names the status views have always used.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
-import redis
 from redis.backoff import ExponentialWithJitterBackoff
+
+from ingest.reader_state import ReaderState, moment
+from ingest.spool import Spool
 
 log = logging.getLogger(__name__)
 
-_READ_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+_ROOT = Path(__file__).resolve().parent.parent
+# A reader that lived this long before dying was healthy: restart it without waiting long.
+_HEALTHY_RUN_SECONDS = 10.0
 
 
-class Subscriber(threading.Thread):
-    """Reads the channel into `sink(payload, received_time)`; counts what it saw.
+class Subscriber:
+    """Reads `channel` into `spool` from another process; counts what it saw."""
 
-    `sink` must not block (the spool's append is one write to the page cache); what it
-    refuses it counts itself.
-    """
+    name = "ingest-reader"
 
-    def __init__(
-        self,
-        redis_url: str,
-        channel: str,
-        sink: Callable[[bytes, float], bool],
-        health_check_interval: int = 10,
-        backoff: ExponentialWithJitterBackoff | None = None,
-    ) -> None:
-        super().__init__(name="ingest-subscriber", daemon=True)
+    def __init__(self, redis_url: str, channel: str, spool: Spool,
+                 health_check_interval: int = 10, log_format: str = "text",
+                 secrets: tuple[str, ...] = ()) -> None:
         self.redis_url = redis_url
         self.channel = channel
-        self.sink = sink
+        self.spool = spool
         self.health_check_interval = health_check_interval
-        self.backoff = backoff or ExponentialWithJitterBackoff(cap=2.0, base=0.1)
-        self._stop_event = threading.Event()
-        self._pubsub: redis.client.PubSub | None = None
-        # Written by this thread only; read by the status views.
-        self.received = 0
-        self.reconnects = 0
-        self.subscribed = False
-        self.subscribed_since: datetime | None = None
-        self.not_listening_since: datetime | None = datetime.now(UTC)
-        self._last_received: float | None = None
-        self.last_error: str | None = None
-        self.gaps: list[tuple[datetime, datetime | None, str]] = []
+        self.log_format = log_format
+        self.secrets = secrets
+        self.restarts = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._started_at = 0.0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self._created = datetime.now(UTC)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop_event.set()
-        if self.is_alive():
-            self.join(timeout)
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the reader process (the spool must be open) and watch over it."""
+        self._stopping.clear()
+        with self._lock:
+            self._process = self._spawn()
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True,
+                                            name="ingest-reader-supervisor")
+        self._supervisor.start()
 
-    def run(self) -> None:
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        config = {"redis_url": self.redis_url, "channel": self.channel,
+                  **self.spool.writer_config(),
+                  "health_check_interval": self.health_check_interval,
+                  "log_format": self.log_format, "secrets": list(self.secrets)}
+        # cwd is the project, so `-m ingest.reader` finds this package wherever we run from.
+        process = subprocess.Popen([sys.executable, "-m", "ingest.reader"], cwd=_ROOT,
+                                   stdin=subprocess.PIPE, close_fds=True)
+        assert process.stdin is not None
+        # On stdin, not argv: the URL may hold a password, and argv is public.
+        process.stdin.write(json.dumps(config).encode("utf-8") + b"\n")
+        process.stdin.flush()
+        self._started_at = time.monotonic()
+        return process
+
+    def _supervise(self) -> None:
+        backoff = ExponentialWithJitterBackoff(cap=2.0, base=0.1)
         attempt = 0
-        while not self._stop_event.is_set():
-            try:
-                self._listen()
-                attempt = 0
-            except _READ_ERRORS as exc:
-                self._lost(exc)
-                attempt += 1
-                delay = self.backoff.compute(attempt)
-                log.warning("not listening on %s (%s); retrying in %.1f s",
-                            self.channel, self.last_error, delay)
-                self._stop_event.wait(delay)
-            except Exception as exc:
-                self._lost(exc)
-                log.exception("subscriber failed unexpectedly; restarting it")
-                attempt += 1
-                self._stop_event.wait(self.backoff.compute(attempt))
-        # A requested stop is not a gap in listening; only losses are recorded as gaps.
-        self.subscribed = False
-        self.subscribed_since = None
+        while True:
+            process = self._process
+            assert process is not None
+            code = process.wait()
+            if self._stopping.is_set():
+                return
+            _close_stdin(process)
+            if self.state is not None:
+                # The reader is gone, so this is the only writer of its fields now.
+                self.state.mark_lost(f"the reader process exited with status {code}")
+            lived = time.monotonic() - self._started_at
+            attempt = 1 if lived > _HEALTHY_RUN_SECONDS else attempt + 1
+            delay = backoff.compute(attempt)
+            log.error("the reader process exited with status %s after %.1f s; restarting it "
+                      "in %.1f s", code, lived, delay)
+            if self._stopping.wait(delay):
+                return
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self._process = self._spawn()
+                self.restarts += 1
 
-    def _listen(self) -> None:
-        client = redis.Redis.from_url(
-            self.redis_url,
-            health_check_interval=self.health_check_interval,
-            socket_connect_timeout=5,
-            socket_keepalive=True,
-            retry_on_timeout=False,
-        )
-        pubsub = client.pubsub()
-        self._pubsub = pubsub
+    def stop(self, timeout: float = 15.0) -> None:
+        """Ask the reader to journal what was published before now and exit; wait for it."""
+        self._stopping.set()
+        with self._lock:
+            process = self._process
+        if process is None:
+            return
         try:
-            pubsub.subscribe(self.channel)
-            self._read(pubsub)
-        finally:
-            self._pubsub = None
-            try:
-                pubsub.close()
-                client.close()
-            except Exception:  # noqa: BLE001 - closing a broken link may fail too
-                pass
+            assert process.stdin is not None
+            process.stdin.write(b"stop\n")
+            process.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # already gone
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.error("the reader process did not stop within %.0f s; killing it", timeout)
+            process.kill()
+            process.wait()
+            if self.state is not None:
+                self.state.mark_stopped()
+        _close_stdin(process)
+        if self._supervisor is not None:
+            self._supervisor.join(timeout)
 
-    def _read(self, pubsub: redis.client.PubSub) -> None:
-        sink = self.sink
-        stop = self._stop_event
-        ping_sent_at = 0.0
-        dead_after = max(2.0 * self.health_check_interval, 5.0)
-        while not stop.is_set():
-            message = pubsub.get_message(timeout=0.5)
-            if message is None:
-                # A PING that gets no PONG means a dead link that TCP has not noticed yet.
-                if pubsub.health_check_response_counter > 0:
-                    now = time.monotonic()
-                    if not ping_sent_at:
-                        ping_sent_at = now
-                    elif now - ping_sent_at > dead_after:
-                        raise redis.ConnectionError(
-                            f"no answer to a health check for {dead_after:.0f} s")
-                else:
-                    ping_sent_at = 0.0
-                continue
-            kind = message["type"]
-            if kind == "message":
-                received = time.time()
-                self.received += 1
-                sink(message["data"], received)
-                self._last_received = received
-            elif kind == "subscribe":
-                self._mark_subscribed()
+    def is_alive(self) -> bool:
+        process = self._process
+        return process is not None and process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    # -- state, as the status views read it ----------------------------------------------
+    @property
+    def state(self) -> ReaderState | None:
+        return self.spool.state
+
+    @property
+    def subscribed(self) -> bool:
+        state = self.state
+        return bool(state is not None and state.subscribed and self.is_alive())
+
+    @property
+    def subscribed_since(self) -> datetime | None:
+        state = self.state
+        return moment(state.subscribed_since) if state is not None and self.subscribed else None
+
+    @property
+    def not_listening_since(self) -> datetime | None:
+        state = self.state
+        if state is None:
+            return self._created
+        return moment(state.not_listening_since)
+
+    @property
+    def last_error(self) -> str | None:
+        state = self.state
+        return state.error_text() if state is not None else None
+
+    @property
+    def reconnects(self) -> int:
+        state = self.state
+        return state.reconnects if state is not None else 0
+
+    @property
+    def gaps(self) -> list[tuple[datetime, datetime | None, str]]:
+        state = self.state
+        return state.gap_list() if state is not None else []
+
+    @property
+    def received(self) -> int:
+        """Payloads read from the channel: journaled, or refused by a full spool."""
+        return self.spool.appended + self.spool.refused
+
+    @property
+    def local_address(self) -> str | None:
+        """host:port of the reader's connection, as Redis's CLIENT LIST names it."""
+        state = self.state
+        return (state.local_address.decode() or None) if state is not None else None
 
     def last_message_time(self) -> datetime | None:
-        received = self._last_received
-        return None if received is None else datetime.fromtimestamp(received, UTC)
+        state = self.state
+        return moment(state.last_message) if state is not None else None
 
-    def _mark_subscribed(self) -> None:
-        now = datetime.now(UTC)
-        if self.gaps and self.gaps[-1][1] is None:
-            start, _, reason = self.gaps[-1]
-            self.gaps[-1] = (start, now, reason)
-            log.warning("listening again on %s after %.1f s", self.channel,
-                        (now - start).total_seconds())
-        else:
-            log.info("listening on %s", self.channel)
-        self.subscribed = True
-        self.subscribed_since = now
-        self.not_listening_since = None
 
-    def _lost(self, exc: BaseException) -> None:
-        self.last_error = f"{type(exc).__name__}: {exc}"
-        if self.subscribed:
-            self.reconnects += 1
-        self._mark_unsubscribed(self.last_error)
-
-    def _mark_unsubscribed(self, reason: str) -> None:
-        if self.subscribed:
-            now = datetime.now(UTC)
-            self.gaps.append((now, None, reason))
-            del self.gaps[:-100]
-            self.not_listening_since = now
-        self.subscribed = False
-        self.subscribed_since = None
+def _close_stdin(process: subprocess.Popen[bytes]) -> None:
+    try:
+        if process.stdin is not None:
+            process.stdin.close()
+    except OSError:
+        pass

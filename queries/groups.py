@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from psycopg2.extras import execute_values
+
 from queries.records import SEVERITY_RANK, ErrorEvent
 
 STATES = ("unresolved", "resolved", "ignored", "regressed")
@@ -75,7 +77,6 @@ class GroupsHook:
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def __call__(self, conn: Any, dialect: str, events: list[ErrorEvent]) -> list[GroupChange]:
-        mark = "%s" if dialect == "postgresql" else "?"
         now = self.clock()
         groups: dict[str, _Aggregate] = {}
         symbols: dict[tuple[str, str], list[Any]] = {}
@@ -102,7 +103,7 @@ class GroupsHook:
         if not groups:
             return []
         cur = conn.cursor()
-        existing = self._existing(cur, dialect, mark, list(groups))
+        existing = self._existing(cur, dialect, list(groups))
         inserts, updates, changes = [], [], []
         for fp, agg in groups.items():
             old = existing.get(fp)
@@ -128,53 +129,50 @@ class GroupsHook:
                 fp))
             changes.append(GroupChange(fp, state, old["state"], agg.count))
         if inserts:
-            cur.executemany(
+            _write_many(
+                cur, dialect,
                 "INSERT INTO error_groups (fingerprint, title, error_type, category, component, "
                 "operation, first_seen, last_seen, event_count, worst_severity, state, "
-                f"state_changed_at) VALUES ({', '.join([mark] * 12)})", inserts)
+                "state_changed_at) VALUES {values}", inserts)
         if updates:
-            cur.executemany(
-                f"UPDATE error_groups SET first_seen = {mark}, last_seen = {mark}, "
-                f"event_count = event_count + {mark}, worst_severity = {mark}, state = {mark}, "
-                f"state_changed_at = {mark}, regressed_at = {mark} WHERE fingerprint = {mark}",
-                updates)
+            _update_many(
+                cur, dialect, "error_groups",
+                {"first_seen": "timestamptz", "last_seen": "timestamptz",
+                 "event_count": "bigint", "worst_severity": "text", "state": "text",
+                 "state_changed_at": "timestamptz", "regressed_at": "timestamptz"},
+                updates, add=("event_count",))
         if symbols:
-            self._symbols(cur, dialect, mark, symbols)
+            self._symbols(cur, dialect, symbols)
         cur.close()
         return changes
 
-    def _existing(self, cur: Any, dialect: str, mark: str,
+    def _existing(self, cur: Any, dialect: str,
                   fingerprints: list[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         lock = " FOR UPDATE" if dialect == "postgresql" else ""
-        for start in range(0, len(fingerprints), 500):
-            chunk = fingerprints[start:start + 500]
-            cur.execute(
-                "SELECT fingerprint, state, ignore_until, ignore_until_count, event_count, "
-                "worst_severity, first_seen, last_seen, state_changed_at, regressed_at "
-                f"FROM error_groups WHERE fingerprint IN ({', '.join([mark] * len(chunk))})"
-                f"{lock}", chunk)
-            for row in cur.fetchall():
-                found[row[0]] = {
-                    "state": row[1], "ignore_until": _from_db(row[2]),
-                    "ignore_until_count": row[3], "event_count": row[4], "worst": row[5],
-                    "first_seen": _from_db(row[6]), "last_seen": _from_db(row[7]),
-                    "changed_at": _from_db(row[8]), "regressed_at": _from_db(row[9])}
+        for row in _select_in(cur, dialect,
+                              "SELECT fingerprint, state, ignore_until, ignore_until_count, "
+                              "event_count, worst_severity, first_seen, last_seen, "
+                              "state_changed_at, regressed_at FROM error_groups "
+                              "WHERE fingerprint {in_list}" + lock, fingerprints):
+            found[row[0]] = {
+                "state": row[1], "ignore_until": _from_db(row[2]),
+                "ignore_until_count": row[3], "event_count": row[4], "worst": row[5],
+                "first_seen": _from_db(row[6]), "last_seen": _from_db(row[7]),
+                "changed_at": _from_db(row[8]), "regressed_at": _from_db(row[9])}
         return found
 
-    def _symbols(self, cur: Any, dialect: str, mark: str,
+    def _symbols(self, cur: Any, dialect: str,
                  symbols: dict[tuple[str, str], list[Any]]) -> None:
         fingerprints = sorted({fp for fp, _ in symbols})
-        known: set[tuple[str, str]] = set()
-        for start in range(0, len(fingerprints), 500):
-            chunk = fingerprints[start:start + 500]
-            cur.execute(
-                "SELECT fingerprint, symbol FROM error_group_symbols WHERE fingerprint IN "
-                f"({', '.join([mark] * len(chunk))})", chunk)
-            known.update((row[0], row[1]) for row in cur.fetchall())
-        cur.executemany(
+        known = {(row[0], row[1]) for row in _select_in(
+            cur, dialect,
+            "SELECT fingerprint, symbol FROM error_group_symbols WHERE fingerprint {in_list}",
+            fingerprints)}
+        _write_many(
+            cur, dialect,
             "INSERT INTO error_group_symbols (fingerprint, symbol, event_count, last_seen) "
-            f"VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT (fingerprint, symbol) DO UPDATE "
+            "VALUES {values} ON CONFLICT (fingerprint, symbol) DO UPDATE "
             "SET event_count = error_group_symbols.event_count + excluded.event_count, "
             "last_seen = CASE WHEN excluded.last_seen > error_group_symbols.last_seen "
             "THEN excluded.last_seen ELSE error_group_symbols.last_seen END",
@@ -185,9 +183,55 @@ class GroupsHook:
             if key not in known:
                 grown[key[0]] = grown.get(key[0], 0) + 1
         if grown:
-            cur.executemany(
-                f"UPDATE error_groups SET symbol_count = symbol_count + {mark} "
-                f"WHERE fingerprint = {mark}", [(n, fp) for fp, n in grown.items()])
+            _update_many(cur, dialect, "error_groups", {"symbol_count": "integer"},
+                         [(n, fp) for fp, n in grown.items()], add=("symbol_count",))
+
+
+# One statement per batch on PostgreSQL (psycopg2's executemany is a round trip per row);
+# SQLite runs in-process, where executemany is already cheap.
+_PAGE_ROWS = 1000
+
+
+def _select_in(cur: Any, dialect: str, sql: str, keys: list[str]) -> list[Any]:
+    """Rows of `sql` (with `{in_list}` after the key column) for all `keys`."""
+    if dialect == "postgresql":
+        cur.execute(sql.format(in_list="= ANY(%s)"), (keys,))
+        return cur.fetchall()
+    rows: list[Any] = []
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        cur.execute(sql.format(in_list=f"IN ({', '.join('?' * len(chunk))})"), chunk)
+        rows.extend(cur.fetchall())
+    return rows
+
+
+def _write_many(cur: Any, dialect: str, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """`sql` (with `{values}` where the rows go) for every row."""
+    if not rows:
+        return
+    if dialect == "postgresql":
+        execute_values(cur, sql.format(values="%s"), rows, page_size=_PAGE_ROWS)
+    else:
+        cur.executemany(sql.format(values=f"({', '.join('?' * len(rows[0]))})"), rows)
+
+
+def _update_many(cur: Any, dialect: str, table: str, columns: dict[str, str],
+                 rows: list[tuple[Any, ...]], add: tuple[str, ...] = ()) -> None:
+    """Set `columns` (name -> PostgreSQL type) by fingerprint; each row is the values in
+    order, then the fingerprint. Columns in `add` are added to, not replaced."""
+    if not rows:
+        return
+    if dialect == "postgresql":
+        sets = ", ".join(f"{c} = t.{c} + v.{c}" if c in add else f"{c} = v.{c}"
+                         for c in columns)
+        template = "(" + ", ".join(f"%s::{kind}" for kind in columns.values()) + ", %s)"
+        execute_values(
+            cur, f"UPDATE {table} AS t SET {sets} FROM (VALUES %s) "
+            f"AS v({', '.join(columns)}, fingerprint) WHERE t.fingerprint = v.fingerprint",
+            rows, template=template, page_size=_PAGE_ROWS)
+    else:
+        sets = ", ".join(f"{c} = {c} + ?" if c in add else f"{c} = ?" for c in columns)
+        cur.executemany(f"UPDATE {table} SET {sets} WHERE fingerprint = ?", rows)
 
 
 def group_title(event: ErrorEvent) -> str:

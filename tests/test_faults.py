@@ -260,7 +260,8 @@ def test_a_throttled_consumer_is_not_cut_during_a_200k_burst(private_redis, pg_u
         wait_for(lambda: ingest.counters()["received"] == total, timeout=120,
                  message="the reader to drain the burst while the store is stalled")
         assert ingest.counters()["stored"] == 0
-        assert ingest.counters()["spool_unread"] > 100_000  # waiting on disk, not in memory
+        spooled = ingest.counters()["spool_unread"]
+        assert spooled > 100_000  # waiting on disk, not in memory
         locker.rollback()
         wait_for(lambda: ingest.counters()["stored"] == total, timeout=180)
     finally:
@@ -273,3 +274,5 @@ def test_a_throttled_consumer_is_not_cut_during_a_200k_burst(private_redis, pg_u
         assert conn.execute(text("SELECT count(DISTINCT error_id) FROM error_logs")).scalar() \
             == total
     engine.dispose()
+    print(f"\n{total:,}-message burst into a stalled store: all received ({spooled:,} waiting "
+          f"in the spool), 0 dropped, 0 reconnects, all {total:,} stored")

@@ -1,15 +1,25 @@
-"""The reader thread: reconnects after Redis restarts, notices a dead link, and keeps
-running when Redis is not there at start."""
+"""The reader process: journals payloads untouched, reconnects after Redis restarts, notices
+a dead link, keeps running when Redis is not there at start, journals everything published
+before a stop, is restarted when it dies, and dies with the process that started it."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
+from ingest.spool import Spool
 from ingest.subscriber import Subscriber
 from tests.conftest import wait_for
 from tests.redis_server import PrivateRedis
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -19,21 +29,34 @@ def private_redis(tmp_path):  # type: ignore[no-untyped-def]
     server.stop()
 
 
-class Collected(list):
-    """A sink that keeps what the subscriber hands it."""
-
-    def put(self, payload: bytes, received: float) -> bool:
-        self.append((payload, received))
-        return True
-
-
-def _subscriber(url: str, channel: str, inbox: Collected, interval: int = 2) -> Subscriber:
-    return Subscriber(url, channel, inbox.put, health_check_interval=interval)
+@pytest.fixture
+def spool(tmp_path):  # type: ignore[no-untyped-def]
+    spool = Spool(tmp_path / "spool")
+    spool.open()
+    yield spool
+    spool.close()
 
 
-def test_hands_payloads_to_the_sink_untouched(private_redis, channel):  # type: ignore[no-untyped-def]
-    inbox = Collected()
-    sub = _subscriber(private_redis.url, channel, inbox)
+def _subscriber(url: str, channel: str, spool: Spool, interval: int = 2) -> Subscriber:
+    return Subscriber(url, channel, spool, health_check_interval=interval)
+
+
+def _journaled(spool: Spool) -> list[bytes]:
+    records, _ = spool.read(1_000_000, timeout=0)
+    return [payload for payload, _ in records]
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie nobody has reaped yet counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def test_journals_payloads_untouched(private_redis, channel, spool):  # type: ignore[no-untyped-def]
+    sub = _subscriber(private_redis.url, channel, spool)
     sub.start()
     try:
         wait_for(lambda: sub.subscribed)
@@ -41,15 +64,14 @@ def test_hands_payloads_to_the_sink_untouched(private_redis, channel):  # type: 
         for raw in (b"{}", b"\xff\xfe not utf-8", b"x" * 70000):
             assert client.publish(channel, raw) == 1
         wait_for(lambda: sub.received == 3)
+        assert sub.last_message_time() is not None
     finally:
         sub.stop()
-    assert [payload for payload, _ in inbox] == [
-        b"{}", b"\xff\xfe not utf-8", b"x" * 70000]
+    assert _journaled(spool) == [b"{}", b"\xff\xfe not utf-8", b"x" * 70000]
 
 
-def test_resubscribes_within_seconds_after_redis_restarts(private_redis, channel):  # type: ignore[no-untyped-def]
-    inbox = Collected()
-    sub = _subscriber(private_redis.url, channel, inbox)
+def test_resubscribes_within_seconds_after_redis_restarts(private_redis, channel, spool):  # type: ignore[no-untyped-def]
+    sub = _subscriber(private_redis.url, channel, spool)
     sub.start()
     try:
         wait_for(lambda: sub.subscribed)
@@ -70,12 +92,12 @@ def test_resubscribes_within_seconds_after_redis_restarts(private_redis, channel
     assert sub.reconnects == 1
     (gap,) = sub.gaps
     assert gap[1] is not None and gap[1] > gap[0]
+    assert _journaled(spool) == [b"before", b"after"]
 
 
-def test_keeps_trying_when_redis_is_absent_at_start(tmp_path, channel):  # type: ignore[no-untyped-def]
+def test_keeps_trying_when_redis_is_absent_at_start(tmp_path, channel, spool):  # type: ignore[no-untyped-def]
     server = PrivateRedis(tmp_path)  # not started yet
-    inbox = Collected()
-    sub = _subscriber(server.url, channel, inbox)
+    sub = _subscriber(server.url, channel, spool)
     sub.start()
     try:
         wait_for(lambda: sub.last_error is not None, message="a failed attempt")
@@ -88,9 +110,8 @@ def test_keeps_trying_when_redis_is_absent_at_start(tmp_path, channel):  # type:
         server.stop()
 
 
-def test_a_link_that_stops_answering_health_checks_is_dropped(private_redis, channel):  # type: ignore[no-untyped-def]
-    inbox = Collected()
-    sub = _subscriber(private_redis.url, channel, inbox, interval=1)
+def test_a_link_that_stops_answering_health_checks_is_dropped(private_redis, channel, spool):  # type: ignore[no-untyped-def]
+    sub = _subscriber(private_redis.url, channel, spool, interval=1)
     sub.start()
     try:
         wait_for(lambda: sub.subscribed)
@@ -101,3 +122,78 @@ def test_a_link_that_stops_answering_health_checks_is_dropped(private_redis, cha
         wait_for(lambda: sub.subscribed, timeout=20, message="resubscription after the pause")
     finally:
         sub.stop()
+
+
+def test_a_stop_journals_everything_published_before_it(private_redis, channel, spool):  # type: ignore[no-untyped-def]
+    sub = _subscriber(private_redis.url, channel, spool)
+    sub.start()
+    try:
+        wait_for(lambda: sub.subscribed)
+        client = private_redis.client()
+        pipe = client.pipeline(transaction=False)
+        for i in range(20_000):
+            pipe.publish(channel, b"m%d" % i)
+        assert sum(pipe.execute()) == 20_000
+    finally:
+        sub.stop()  # at once: most of the 20,000 are still in Redis or in the socket
+    assert not sub.is_alive() and not sub.subscribed
+    assert sub.received == 20_000
+    assert _journaled(spool) == [b"m%d" % i for i in range(20_000)]
+    assert sub.gaps == []  # a requested stop is not a gap in listening
+
+
+def test_a_reader_that_dies_is_restarted_and_the_gap_recorded(private_redis, channel, spool):  # type: ignore[no-untyped-def]
+    sub = _subscriber(private_redis.url, channel, spool)
+    sub.start()
+    try:
+        wait_for(lambda: sub.subscribed)
+        client = private_redis.client()
+        client.publish(channel, b"one")
+        wait_for(lambda: sub.received == 1)
+        first = sub.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: sub.pid != first and sub.subscribed, timeout=10,
+                 message="a new reader to subscribe")
+        client.publish(channel, b"two")
+        wait_for(lambda: sub.received == 2)
+    finally:
+        sub.stop()
+    assert sub.restarts == 1 and sub.reconnects == 1
+    assert "exited" in (sub.last_error or "")
+    assert _journaled(spool) == [b"one", b"two"]
+
+
+_PARENT = textwrap.dedent("""
+    import sys, time
+    from ingest.spool import Spool
+    from ingest.subscriber import Subscriber
+    spool = Spool(sys.argv[1])
+    spool.open()
+    sub = Subscriber(sys.argv[2], sys.argv[3], spool, health_check_interval=2)
+    sub.start()
+    while not sub.subscribed:
+        time.sleep(0.05)
+    print(sub.pid, flush=True)
+    time.sleep(60)
+""")
+
+
+def test_the_reader_exits_when_its_parent_is_killed(private_redis, channel, tmp_path):  # type: ignore[no-untyped-def]
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, str(tmp_path / "spool"), private_redis.url, channel],
+        cwd=ROOT, stdout=subprocess.PIPE)
+    try:
+        assert parent.stdout is not None
+        reader_pid = int(parent.stdout.readline())
+        assert _running(reader_pid)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        wait_for(lambda: not _running(reader_pid), timeout=5,
+                 message="the orphaned reader to exit")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+    # Nothing of ours is left subscribed to the channel.
+    wait_for(lambda: private_redis.client().pubsub_numsub(channel)[0][1] == 0, timeout=5)

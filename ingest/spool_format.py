@@ -1,0 +1,32 @@
+"""The spool's layout on disk, shared by its writer (the reader process) and its reader.
+
+`SPOOL_DIR` holds `seg-000000000001.log`, ... (records: u32 length, f64 received epoch
+seconds, payload), `checkpoint` (JSON: the segment and offset committed up to), `reader.state`
+(see reader_state.py) and `writer.lock` (held by whichever process writes the segments).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+HEADER = struct.Struct("<Id")
+SEGMENT_BYTES = 8 * 1024 * 1024
+WRITER_LOCK = "writer.lock"
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Position:
+    """A place in the journal: everything before it has been read (or committed)."""
+
+    segment: int
+    offset: int
+
+
+def segment_path(folder: Path, number: int) -> Path:
+    return folder / f"seg-{number:012d}.log"
+
+
+def segment_number(path: Path) -> int:
+    return int(path.stem[4:])
