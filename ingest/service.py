@@ -46,6 +46,11 @@ class ListeningState:
     blind_reason: str | None = None
 
 
+# The counters that only grow; the status gives each a per-second rate.
+RATED_COUNTERS = ("received", "replayed", "stored", "duplicate", "rejected", "refused",
+                  "log_only", "dropped", "reconnects")
+
+
 class IngestService:
     def __init__(self, settings: Settings, engine: Engine, grouping: bool = True) -> None:
         """`grouping=False` leaves the error groups alone (for the benchmark's comparison)."""
@@ -210,7 +215,7 @@ class IngestService:
                 "lastSaveError": self.alert_keeper.last_error}
 
     def rates(self, counters: dict[str, int]) -> dict[str, float]:
-        """Per-second rates of the main counters over about the last minute."""
+        """Per-second rates of every counter that only grows, over about the last minute."""
         now = time.monotonic()
         samples = self._samples
         if not samples or now - samples[-1][0] >= 1.0:
@@ -220,9 +225,8 @@ class IngestService:
         then, old = samples[0]
         span = now - then
         if span < 0.5:
-            return dict.fromkeys(("received", "stored", "rejected", "duplicate"), 0.0)
-        return {name: round((counters[name] - old[name]) / span, 2)
-                for name in ("received", "stored", "rejected", "duplicate")}
+            return dict.fromkeys(RATED_COUNTERS, 0.0)
+        return {name: round((counters[name] - old[name]) / span, 2) for name in RATED_COUNTERS}
 
     def status(self) -> dict[str, Any]:
         sub = self.subscriber

@@ -15,10 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
-import time
-import weakref
-from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +29,6 @@ Status = Callable[[], dict[str, Any]]
 Section = dict[str, Any]
 
 TICK_MS = 1000
-RATE_WINDOW_SECONDS = 60.0
 
 # name -> what it counts; the order is the table's.
 COUNTERS: dict[str, str] = {
@@ -133,53 +128,6 @@ def problem_text(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     text = _URL.sub(lambda m: f"{m.group(1)}://{m.group(2)}/…", text)
     return text if len(text) <= 300 else text[:299] + "…"
-
-
-# -- rates ----------------------------------------------------------------------------------
-class CounterRates:
-    """Per-second rates of every counter over about the last minute.
-
-    The status carries rates for a few counters only; this samples the counters each tick
-    (shared by every open page in this process) for the rest.
-    """
-
-    def __init__(self, window: float = RATE_WINDOW_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.window = window
-        self.clock = clock
-        self._samples: deque[tuple[float, dict[str, int]]] = deque()
-        self._lock = threading.Lock()
-
-    def rates(self, counters: Mapping[str, Any]) -> dict[str, float | None]:
-        now = self.clock()
-        sample = {name: value for name, value in counters.items()
-                  if isinstance(value, int) and not isinstance(value, bool)}
-        with self._lock:
-            samples = self._samples
-            if samples and any(sample.get(n, 0) < v for n, v in samples[-1][1].items()):
-                samples.clear()  # a counter went down: the ingest restarted
-            if not samples or now - samples[-1][0] >= 1.0:
-                samples.append((now, sample))
-            while len(samples) > 1 and now - samples[0][0] > self.window:
-                samples.popleft()
-            then, old = samples[0]
-        span = now - then
-        if span < 0.5:
-            return dict.fromkeys(COUNTERS)
-        return {name: round((sample[name] - old[name]) / span, 2)
-                if name in sample and name in old else None for name in COUNTERS}
-
-
-# Layout and callbacks get the same `status` function; the layout's first paint uses the
-# callbacks' samples through this, so a reload shows rates at once.
-_rates: weakref.WeakKeyDictionary[Any, CounterRates] = weakref.WeakKeyDictionary()
-
-
-def rates_for(status: Status) -> CounterRates:
-    try:
-        return _rates.setdefault(status, CounterRates())
-    except TypeError:  # not weakly referenceable (a bound method is, a partial may not be)
-        return CounterRates()
 
 
 # -- the sections, as plain texts ----------------------------------------------------------------
@@ -290,16 +238,14 @@ def conservation_view(status: Mapping[str, Any]) -> Section:
     }
 
 
-def counters_view(status: Mapping[str, Any],
-                  sampled: Mapping[str, float | None] | None = None) -> Section:
+def counters_view(status: Mapping[str, Any]) -> Section:
     counters = _counters(status)
     reported = status.get("rates") if isinstance(status.get("rates"), Mapping) else {}
     rows = []
     for name, meaning in COUNTERS.items():
-        # The status' own rates first: they are what the API and /metrics users see.
-        rate = reported.get(name)
+        rate = reported.get(name)  # the ingest's own, as the API serves them
         if not isinstance(rate, int | float):
-            rate = (sampled or {}).get(name)
+            rate = None
         rows.append([name, count_text(counters.get(name)), rate_text(rate), meaning])
     note = ("the last numbers an ingest process reported; none is reporting now"
             if _no_ingest(status) else "")
@@ -404,15 +350,14 @@ def webhook_view(status: Mapping[str, Any], now: datetime) -> Section:
     return {"state": state, "tone": tone, "rows": rows}
 
 
-def monitor_view(status: Mapping[str, Any], now: datetime | None = None,
-                 sampled: Mapping[str, float | None] | None = None) -> dict[str, Section]:
+def monitor_view(status: Mapping[str, Any], now: datetime | None = None) -> dict[str, Section]:
     """Every section of the page as plain texts, keyed as SECTIONS."""
     now = now or datetime.now(UTC)
     return {
         "listening": listening_view(status, now),
         "store": store_view(status, now),
         "conservation": conservation_view(status),
-        "counters": counters_view(status, sampled),
+        "counters": counters_view(status),
         "queue": queue_view(status),
         "history": history_view(status, now),
         "retention": retention_view(status, now),
@@ -523,7 +468,7 @@ def layout(status: Status) -> Any:
     problem: str | None = None
     try:
         current = read_status(status)
-        view = monitor_view(current, now, rates_for(status).rates(_counters(current)))
+        view = monitor_view(current, now)
         updated = f"updated {utc_text(now)}"
     except Exception as exc:  # noqa: BLE001 - any failure must still give a page
         problem, updated = problem_text(exc), ""
@@ -571,7 +516,7 @@ def refresh(status: Status, digests: Mapping[str, Any] | None,
         # Remember the banner is up, so that the next good reading takes it down.
         return ({}, no_update, problem_alert(problem_text(exc), old.get("_at")),
                 {**old, "_problem": True})
-    view = monitor_view(current, now, rates_for(status).rates(_counters(current)))
+    view = monitor_view(current, now)
     new: dict[str, Any] = {name: digest(section) for name, section in view.items()}
     changed = {name: render_section(name, view[name])
                for name in view if old.get(name) != new[name]}
