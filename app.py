@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 from dataclasses import dataclass, replace
@@ -24,7 +23,7 @@ from dashboard.groups_api import create_groups_blueprint
 from dashboard.monitor_api import create_monitor_blueprint
 from dashboard.security import Access, install_security, refusal_reason
 from ingest.live_feed import LiveFeedFollower
-from ingest.process_log import configure_logging, mask_tree, secret_fragments
+from ingest.process_log import configure_logging, mask_tree, secret_fragments, stop_on_sigterm
 from ingest.service import IngestService
 from queries.engine import make_engine
 from queries.retention_job import RetentionJob
@@ -165,10 +164,6 @@ class LazyWebServer:
 server = LazyWebServer()
 
 
-def _raise_keyboard_interrupt(_signum, _frame) -> None:  # type: ignore[no-untyped-def]
-    raise KeyboardInterrupt
-
-
 def main() -> int:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -190,8 +185,7 @@ def main() -> int:
         log.error("cannot open the error store at %s: %s", settings.sqlalchemy_url.split("@")[-1],
                   exc)
         return 1
-    # SIGTERM (systemd, docker stop) gets the same clean stop as Ctrl-C.
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    stop_on_sigterm()
     monitor.start()
     log.info("dashboard on http://%s:%d/", settings.host, settings.port)
     try:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import dcc, html
+from dash import ClientsideFunction, Dash, Input, Output, dcc, html
 
 from queries.records import iso_utc
 
@@ -100,6 +100,25 @@ def range_picker(range_id: str, custom_id: str, from_id: str, to_id: str, defaul
                      html.Span("(your local time)", className="text-body-secondary small"),
                  ]),
     ]
+
+
+def range_picker_callbacks(app: Dash, range_id: str, custom_id: str, from_id: str, to_id: str,
+                           utc_id: str) -> None:
+    """Show the from/to inputs for "custom"; the browser turns their local times into UTC
+    (the `toUtcRange` client function) into the store `utc_id`."""
+
+    @app.callback(Output(custom_id, "className"), Input(range_id, "value"))
+    def show_custom(range_value):  # type: ignore[no-untyped-def]
+        base = "gap-2 align-items-center custom-range"
+        return f"d-flex {base}" if range_value == "custom" else f"d-none {base}"
+
+    app.clientside_callback(
+        ClientsideFunction("monitor", "toUtcRange"),
+        Output(utc_id, "data"),
+        Input(from_id, "value"),
+        Input(to_id, "value"),
+        prevent_initial_call=True,
+    )
 
 
 def range_bounds(value: str | None, custom: dict[str, Any] | None,

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 import dash_bootstrap_components as dbc
-from dash import dcc, html
+from dash import Dash, Input, Output, dcc, html, no_update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -118,3 +118,21 @@ def render_detail(error: dict[str, Any] | None, error_id: str = "",
                               className="text-body-secondary mb-3"))
     parts.append(_copyable(f"{element_id}-context", context_json(error.get("context")), "Context"))
     return html.Div(parts, id=element_id, className="error-detail")
+
+
+def open_detail_on_click(app: Dash, engine: Engine, live: Any, grid_id: str) -> None:
+    """A click on a row of the grid `grid_id` (rows keyed by error_id) opens the error's
+    detail in the shell's dialog."""
+
+    @app.callback(
+        Output(ids.DETAIL_MODAL, "is_open", allow_duplicate=True),
+        Output(ids.DETAIL_BODY, "children", allow_duplicate=True),
+        Input(grid_id, "cellClicked"),
+        prevent_initial_call=True,
+    )
+    def open_detail(clicked):  # type: ignore[no-untyped-def]
+        error_id = (clicked or {}).get("rowId")
+        if not error_id:
+            return no_update, no_update
+        return True, render_detail(find_error(engine, live.ring, str(error_id)),
+                                   str(error_id), element_id=ids.MODAL_DETAIL)

@@ -21,7 +21,13 @@ import time
 from typing import Any
 
 from ingest.live_feed import LiveFeedPublisher
-from ingest.process_log import configure_logging, mask_tree, redact_url, secret_fragments
+from ingest.process_log import (
+    configure_logging,
+    mask_tree,
+    redact_url,
+    secret_fragments,
+    stop_on_sigterm,
+)
 from ingest.service import IngestService
 from queries.engine import make_engine
 from queries.retention_job import RetentionJob
@@ -30,10 +36,6 @@ from queries.search import ensure_trigram_indexes
 from settings import SettingsError, load_settings
 
 log = logging.getLogger("tickstock.ingest")
-
-
-def _raise_keyboard_interrupt(_signum, _frame) -> None:  # type: ignore[no-untyped-def]
-    raise KeyboardInterrupt
 
 
 def main() -> int:
@@ -65,8 +67,7 @@ def main() -> int:
                                   settings.ring_buffer_size,
                                   scrub=lambda found: mask_tree(found, fragments))
     ingest.pipeline.add_listener(publisher.publish)
-    # SIGTERM (systemd, docker stop) gets the same clean stop as Ctrl-C.
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    stop_on_sigterm()
     try:
         ingest.start()
         retention.start()

@@ -15,6 +15,7 @@ import copy
 import json
 import logging
 import os
+import signal
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -158,3 +159,13 @@ def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def _raise_keyboard_interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (systemd, docker stop) gets the same clean stop as Ctrl-C: the main thread's
+    KeyboardInterrupt, so the `finally` that flushes what was received runs."""
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)

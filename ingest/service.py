@@ -20,7 +20,7 @@ from ingest.batch_writer import BatchWriter
 from ingest.file_log import close_error_log, open_error_log
 from ingest.normalise import Limits
 from ingest.pipeline import Pipeline
-from ingest.process_log import secret_fragments
+from ingest.process_log import redact_url, secret_fragments
 from ingest.ring_buffer import RingBuffer
 from ingest.spool import Spool
 from ingest.stream_source import StreamSubscriber
@@ -127,7 +127,7 @@ class IngestService:
         self.writer.start()
         self.pipeline.start()
         self.subscriber.start()
-        log.info("ingest started: %s on %s", self.source_name, _redact(self.settings.redis_url))
+        log.info("ingest started: %s on %s", self.source_name, redact_url(self.settings.redis_url))
 
     def stop(self) -> None:
         """Stop reading, then process and store everything already received."""
@@ -295,13 +295,3 @@ def history(gaps: list[tuple[datetime, datetime | None, str]],
     return [{"what": what, "from": iso_utc(start), "to": iso_utc(end) if end else None,
              "seconds": round(((end or datetime.now(UTC)) - start).total_seconds(), 1),
              "reason": reason} for what, start, end, reason in events[:50]]
-
-
-def _redact(url: str) -> str:
-    """A URL without its password, for logs."""
-    if "@" not in url or "//" not in url:
-        return url
-    scheme, rest = url.split("//", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}//{user + ':***' if ':' in creds else user}@{host}"

@@ -24,7 +24,8 @@ def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _summary(row: Any) -> dict[str, Any]:
+def error_summary(row: Any) -> dict[str, Any]:
+    """An error as `GET /api/errors/recent` lists it (CONTRACT.md §4)."""
     return {
         "id": row.error_id,
         "type": row.error_type,
@@ -41,7 +42,7 @@ def recent_errors(engine: Engine, limit: int = 100) -> list[dict[str, Any]]:
     """The newest `limit` stored errors, newest first."""
     query = select(*_SUMMARY_COLUMNS).order_by(error_logs.c.timestamp.desc()).limit(limit)
     with engine.connect() as conn:
-        return [_summary(row) for row in conn.execute(query)]
+        return [error_summary(row) for row in conn.execute(query)]
 
 
 def error_statistics(engine: Engine, hours: int, now: datetime | None = None) -> dict[str, Any]:
@@ -85,7 +86,7 @@ def get_error(engine: Engine, error_id: str) -> dict[str, Any] | None:
             select(error_logs).where(error_logs.c.error_id == error_id)).first()
     if row is None:
         return None
-    full = _summary(row)
+    full = error_summary(row)
     full.update({
         "uuid": str(row.id),
         "traceback": row.error_traceback,

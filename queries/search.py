@@ -32,8 +32,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
-from queries.reads import as_utc
-from queries.records import CATEGORIES, SEVERITIES, iso_utc
+from queries.reads import as_utc, error_summary
+from queries.records import CATEGORIES, SEVERITIES
 from queries.schema import error_logs
 
 log = logging.getLogger(__name__)
@@ -238,17 +238,8 @@ _LIST_COLUMNS = (
 
 
 def _item(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.error_id,
-        "type": row.error_type,
-        "message": row.error_message,
-        "severity": row.severity,
-        "category": row.category,
-        "symbol": row.symbol,
-        "component": row.component,
-        "operation": row.operation,
-        "timestamp": iso_utc(as_utc(row.timestamp)),
-    }
+    """The API's summary of an error, with its operation (the search shows it)."""
+    return {**error_summary(row), "operation": row.operation}
 
 
 def _set_timeout(conn: Connection, milliseconds: int) -> None:

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
-from dash import ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash import Dash, Input, Output, State, ctx, dcc, html
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -28,10 +28,11 @@ from dashboard.components import (
     grid_columns,
     range_bounds,
     range_picker,
+    range_picker_callbacks,
     range_text,
     store_row,
 )
-from dashboard.detail import find_error, render_detail
+from dashboard.detail import find_error, open_detail_on_click, render_detail
 from dashboard.live import LiveView
 from queries.records import iso_utc
 from queries.search import SearchError, SearchTimeout, parse_query, search_errors
@@ -219,31 +220,7 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView) -> None:
         return (view.rows, view.summary, view.problem or "", view.problem is not None,
                 view.state, view.newer_disabled, view.older_disabled, view.export_href)
 
-    @app.callback(
-        Output(ids.SEARCH_CUSTOM, "className"),
-        Input(ids.SEARCH_RANGE, "value"),
-    )
-    def show_custom(range_value):  # type: ignore[no-untyped-def]
-        base = "gap-2 align-items-center custom-range"
-        return f"d-flex {base}" if range_value == "custom" else f"d-none {base}"
+    range_picker_callbacks(app, ids.SEARCH_RANGE, ids.SEARCH_CUSTOM, ids.SEARCH_FROM,
+                           ids.SEARCH_TO, ids.SEARCH_CUSTOM_UTC)
 
-    app.clientside_callback(
-        ClientsideFunction("monitor", "toUtcRange"),
-        Output(ids.SEARCH_CUSTOM_UTC, "data"),
-        Input(ids.SEARCH_FROM, "value"),
-        Input(ids.SEARCH_TO, "value"),
-        prevent_initial_call=True,
-    )
-
-    @app.callback(
-        Output(ids.DETAIL_MODAL, "is_open", allow_duplicate=True),
-        Output(ids.DETAIL_BODY, "children", allow_duplicate=True),
-        Input(ids.SEARCH_RESULTS, "cellClicked"),
-        prevent_initial_call=True,
-    )
-    def open_detail(clicked):  # type: ignore[no-untyped-def]
-        error_id = (clicked or {}).get("rowId")
-        if not error_id:
-            return no_update, no_update
-        return True, render_detail(find_error(engine, live.ring, str(error_id)),
-                                   str(error_id), element_id=ids.MODAL_DETAIL)
+    open_detail_on_click(app, engine, live, ids.SEARCH_RESULTS)

@@ -30,7 +30,7 @@ from dashboard.components import (
     live_row,
     store_row,
 )
-from dashboard.detail import find_error, render_detail
+from dashboard.detail import open_detail_on_click
 from dashboard.live import LiveView
 from dashboard.pages.groups import (
     digest,
@@ -282,18 +282,7 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView,
             else [no_update] * len(_STATS)
         return *values, *links
 
-    @app.callback(
-        Output(ids.DETAIL_MODAL, "is_open", allow_duplicate=True),
-        Output(ids.DETAIL_BODY, "children", allow_duplicate=True),
-        Input(ids.ERROR_LIST, "cellClicked"),
-        prevent_initial_call=True,
-    )
-    def open_detail(clicked):  # type: ignore[no-untyped-def]
-        error_id = (clicked or {}).get("rowId")
-        if not error_id:
-            return no_update, no_update
-        return True, render_detail(find_error(engine, live.ring, str(error_id)),
-                                   str(error_id), element_id=ids.MODAL_DETAIL)
+    open_detail_on_click(app, engine, live, ids.ERROR_LIST)
 
     # -- the groups list (the events/groups switch) --------------------------------------
     @app.callback(

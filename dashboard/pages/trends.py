@@ -15,11 +15,17 @@ from typing import Any
 import dash_bootstrap_components as dbc
 import pandas as pd
 import plotly.graph_objects as go
-from dash import ClientsideFunction, Dash, Input, Output, ctx, dcc, html
+from dash import Dash, Input, Output, ctx, dcc, html
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard import ids
-from dashboard.components import empty_state, range_bounds, range_picker, range_text
+from dashboard.components import (
+    empty_state,
+    range_bounds,
+    range_picker,
+    range_picker_callbacks,
+    range_text,
+)
 from queries.records import CATEGORIES
 from queries.trends import HourlyRollup, Trend, build_trend
 
@@ -184,18 +190,5 @@ def register_callbacks(app: Dash, rollup: HourlyRollup) -> None:
                            custom if range_value == "custom" else None, theme == "dark",
                            refresh=f"{ids.TRENDS_REFRESH}.n_clicks" in ctx.triggered_prop_ids)
 
-    @app.callback(
-        Output(ids.TRENDS_CUSTOM, "className"),
-        Input(ids.TRENDS_RANGE, "value"),
-    )
-    def show_custom(range_value):  # type: ignore[no-untyped-def]
-        base = "gap-2 align-items-center custom-range"
-        return f"d-flex {base}" if range_value == "custom" else f"d-none {base}"
-
-    app.clientside_callback(
-        ClientsideFunction("monitor", "toUtcRange"),
-        Output(ids.TRENDS_CUSTOM_UTC, "data"),
-        Input(ids.TRENDS_FROM, "value"),
-        Input(ids.TRENDS_TO, "value"),
-        prevent_initial_call=True,
-    )
+    range_picker_callbacks(app, ids.TRENDS_RANGE, ids.TRENDS_CUSTOM, ids.TRENDS_FROM,
+                           ids.TRENDS_TO, ids.TRENDS_CUSTOM_UTC)
