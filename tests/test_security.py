@@ -36,7 +36,8 @@ from tests.factories import event
 ROOT = Path(__file__).resolve().parent.parent
 USER, PASSWORD, TOKEN = "admin", "correct horse battery staple", "api-token-0123456789"
 WEBHOOK = "https://hooks.example.com/services/T0001/B0002/webhooksecretpart"
-PAGES = ("/", "/errors", "/trends", "/errors/known-error", "/errors?q=severity:error")
+PAGES = ("/", "/errors", "/trends", "/errors/known-error", "/errors?q=severity:error",
+         "/groups", "/groups/some-fingerprint", "/alerts", "/monitor")
 
 
 def basic(user: str = USER, password: str = PASSWORD) -> dict[str, str]:
@@ -148,7 +149,8 @@ def test_the_admin_opens_every_route(client, secured):  # type: ignore[no-untype
         assert answer.status_code == 200 and b"_dash-config" in answer.data, page
 
 
-@pytest.mark.parametrize("page", ["/", "/errors", "/trends", "/errors/known-error"])
+@pytest.mark.parametrize("page", ["/", "/errors", "/trends", "/errors/known-error", "/groups",
+                                  "/groups/some-fingerprint", "/alerts", "/monitor"])
 def test_each_pages_callback_asks_for_credentials(client, page):  # type: ignore[no-untyped-def]
     body = callback_payload(_dependencies(client), f"{ids.PAGE}.children",
                             {"url.pathname": page, "url.search": ""})
