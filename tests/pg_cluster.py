@@ -9,9 +9,11 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 import psycopg2
 
@@ -25,9 +27,19 @@ def _bin(name: str) -> str:
     return found[-1]
 
 
+def _folder_postgres_can_reach() -> str:
+    """TMPDIR, unless the postgres user could not get through it (a private 0700 TMPDIR, as
+    .ci/run makes for Chromium's profiles): then /tmp."""
+    here = Path(tempfile.gettempdir()).resolve()
+    for folder in (here, *here.parents):
+        if not os.stat(folder).st_mode & stat.S_IXOTH:
+            return "/tmp"
+    return str(here)
+
+
 class PrivatePostgres:
     def __init__(self) -> None:
-        self.folder = tempfile.mkdtemp(prefix="tsem-pg-")
+        self.folder = tempfile.mkdtemp(prefix="tsem-pg-", dir=_folder_postgres_can_reach())
         self.data = os.path.join(self.folder, "data")
         self.port = free_port()
         if os.geteuid() == 0:
