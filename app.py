@@ -25,6 +25,7 @@ from dashboard.security import Access, install_security, refusal_reason
 from ingest.live_feed import LiveFeedFollower
 from ingest.process_log import configure_logging, mask_tree, secret_fragments, stop_on_sigterm
 from ingest.service import IngestService
+from ingest.spool_format import SpoolBusy
 from queries.engine import make_engine
 from queries.retention_job import RetentionJob
 from queries.schema import create_schema
@@ -186,7 +187,12 @@ def main() -> int:
                   exc)
         return 1
     stop_on_sigterm()
-    monitor.start()
+    try:
+        monitor.start()
+    except SpoolBusy as exc:
+        log.error("%s", exc)
+        monitor.engine.dispose()
+        return 1
     log.info("dashboard on http://%s:%d/", settings.host, settings.port)
     try:
         from waitress import serve

@@ -9,7 +9,7 @@ advisory lock makes the others skip).
 
 SIGTERM and Ctrl-C stop it cleanly: reading stops, everything received is stored, the last
 entries are published and the heartbeat is removed. Exit codes: 0 after a clean stop, 1 when
-the store cannot be opened, 2 for a bad setting.
+the store cannot be opened or SPOOL_DIR is in use by another ingest, 2 for a bad setting.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from ingest.process_log import (
     stop_on_sigterm,
 )
 from ingest.service import IngestService
+from ingest.spool_format import SpoolBusy
 from queries.engine import make_engine
 from queries.retention_job import RetentionJob
 from queries.schema import create_schema
@@ -70,6 +71,11 @@ def main() -> int:
     stop_on_sigterm()
     try:
         ingest.start()
+    except SpoolBusy as exc:
+        log.error("%s", exc)
+        engine.dispose()
+        return 1
+    try:
         retention.start()
         publisher.start()
         log.info("ingest process running; live feed on %s", publisher.names.channel)

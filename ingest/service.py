@@ -118,8 +118,9 @@ class IngestService:
     def start(self) -> None:
         if self._started:
             return
+        # What an earlier run left is read first; SpoolBusy if another ingest writes it.
+        self.spool.open()
         self._started = True
-        self.spool.open()  # what an earlier run left is read first
         self.alert_keeper.load()
         self.alert_keeper.start()
         if self.notifier is not None:

@@ -16,6 +16,10 @@ SEGMENT_BYTES = 8 * 1024 * 1024
 WRITER_LOCK = "writer.lock"
 
 
+class SpoolBusy(RuntimeError):
+    """Another live process writes this SPOOL_DIR: two ingests cannot share one spool."""
+
+
 @dataclass(frozen=True, order=True, slots=True)
 class Position:
     """A place in the journal: everything before it has been read (or committed)."""

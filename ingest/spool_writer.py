@@ -22,13 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ingest.reader_state import ReaderState
-from ingest.spool_format import HEADER, WRITER_LOCK, Position, segment_path
+from ingest.spool_format import HEADER, WRITER_LOCK, Position, SpoolBusy, segment_path
 
 log = logging.getLogger(__name__)
 
 
 def take_writer_lock(folder: Path, timeout: float) -> int:
-    """The spool's writer lock (an fd; closing it releases the lock). Raises TimeoutError
+    """The spool's writer lock (an fd; closing it releases the lock). Raises SpoolBusy
     when another process keeps it for `timeout` seconds."""
     fd = os.open(folder / WRITER_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     deadline = time.monotonic() + timeout
@@ -39,7 +39,9 @@ def take_writer_lock(folder: Path, timeout: float) -> int:
         except BlockingIOError:
             if time.monotonic() > deadline:
                 os.close(fd)
-                raise TimeoutError(f"another process is writing the spool in {folder}") from None
+                raise SpoolBusy(
+                    f"SPOOL_DIR {folder} is in use by another ingest process; stop it, or "
+                    "give each ingest process its own SPOOL_DIR") from None
             time.sleep(0.05)
 
 

@@ -115,3 +115,21 @@ def test_a_bad_setting_stops_the_app_with_a_clear_message(app_env, tmp_path):  #
     assert done.returncode == 2
     assert "PORT must be a whole number, got 'eighty'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_second_app_on_the_same_spool_refuses_to_start_and_says_why(app_env, tmp_path):  # type: ignore[no-untyped-def]
+    first, log, base = _start(app_env, tmp_path)
+    try:
+        second_env = {**app_env, "PORT": str(_free_port())}
+        done = subprocess.run([sys.executable, str(ROOT / "app.py")], cwd=tmp_path,
+                              env=second_env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1
+        assert "is in use by another ingest process" in done.stderr
+        assert "Traceback" not in done.stderr
+        # The first one never noticed.
+        assert _get(f"{base}/api/errors/health")["monitor"]["subscribed"] is True
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(60) == 0
+        log.close()
