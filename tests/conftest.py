@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -130,6 +131,26 @@ def make_settings(tmp_path: Path, channel: str) -> Callable[..., Settings]:
         return replace(base, **overrides)  # type: ignore[arg-type]
 
     return build
+
+
+@pytest.fixture
+def start_monitor(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., Any]]:
+    """`start_monitor(**settings)`: the whole app (app.build) started and subscribed to the
+    test's channel; stopped when the test ends."""
+    import app as app_module  # the Dash stack, only for the tests that want it
+
+    started: list[Any] = []
+
+    def start(**overrides: object) -> Any:
+        monitor = app_module.build(make_settings(**overrides))
+        started.append(monitor)
+        monitor.start()
+        wait_for(lambda: monitor.ingest.subscriber.subscribed, message="subscription")
+        return monitor
+
+    yield start
+    for monitor in reversed(started):
+        monitor.stop()
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0,

@@ -261,13 +261,9 @@ def _click(dash_duo, selector: str) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def monitor(make_settings, pg_url, pg_engine):  # type: ignore[no-untyped-def]
+def monitor(start_monitor, pg_url, pg_engine):  # type: ignore[no-untyped-def]
     # pg_engine gives this test empty tables on the run's PostgreSQL database.
-    monitor = app_module.build(make_settings(database_url=pg_url))
-    monitor.start()
-    wait_for(lambda: monitor.ingest.subscriber.subscribed, message="subscription")
-    yield monitor
-    monitor.stop()
+    return start_monitor(database_url=pg_url)
 
 
 @pytest.mark.browser

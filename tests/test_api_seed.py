@@ -8,17 +8,12 @@ import pytest
 
 import app as app_module
 from queries.store import ErrorStore
-from tests.conftest import wait_for
 from tests.factories import event
 
 
 @pytest.fixture
-def monitor(make_settings, db_url):  # type: ignore[no-untyped-def]
-    monitor = app_module.build(make_settings(database_url=db_url))
-    monitor.start()
-    wait_for(lambda: monitor.ingest.subscriber.subscribed, message="subscription")
-    yield monitor
-    monitor.stop()
+def monitor(start_monitor, db_url):  # type: ignore[no-untyped-def]
+    return start_monitor(database_url=db_url)
 
 
 @pytest.fixture

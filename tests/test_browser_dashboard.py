@@ -13,7 +13,6 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-import app as app_module
 from dashboard import ids
 from queries.store import ErrorStore
 from tests.conftest import wait_for
@@ -23,13 +22,9 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def monitor(make_settings, pg_url, pg_engine):  # type: ignore[no-untyped-def]
+def monitor(start_monitor, pg_url, pg_engine):  # type: ignore[no-untyped-def]
     # pg_engine gives this test empty tables on the run's PostgreSQL database.
-    monitor = app_module.build(make_settings(database_url=pg_url))
-    monitor.start()
-    wait_for(lambda: monitor.ingest.subscriber.subscribed, message="subscription")
-    yield monitor
-    monitor.stop()
+    return start_monitor(database_url=pg_url)
 
 
 @pytest.fixture

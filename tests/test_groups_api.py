@@ -6,18 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-import app as app_module
 from tests.conftest import wait_for
 from tests.factories import payload
 
 
 @pytest.fixture
-def monitor(make_settings, db_url):  # type: ignore[no-untyped-def]
-    monitor = app_module.build(make_settings(database_url=db_url))
-    monitor.start()
-    wait_for(lambda: monitor.ingest.subscriber.subscribed)
-    yield monitor
-    monitor.stop()
+def monitor(start_monitor, db_url):  # type: ignore[no-untyped-def]
+    return start_monitor(database_url=db_url)
 
 
 @pytest.fixture

@@ -294,12 +294,8 @@ def test_the_overview_groups_list_is_active_groups_newest_first(engine) -> None:
 
 # -- in the browser ---------------------------------------------------------------------------
 @pytest.fixture
-def live_monitor(make_settings, pg_url, pg_engine):  # type: ignore[no-untyped-def]
-    monitor = app_module.build(make_settings(database_url=pg_url))
-    monitor.start()
-    wait_for(lambda: monitor.ingest.subscriber.subscribed, message="subscription")
-    yield monitor
-    monitor.stop()
+def live_monitor(start_monitor, pg_url, pg_engine):  # type: ignore[no-untyped-def]
+    return start_monitor(database_url=pg_url)
 
 
 def _publish_two_groups(monitor, redis_client, channel) -> tuple[str, str]:  # type: ignore[no-untyped-def]

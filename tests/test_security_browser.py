@@ -14,7 +14,6 @@ import time
 
 import pytest
 
-import app as app_module
 from dashboard import ids
 from tests.conftest import wait_for
 
@@ -24,12 +23,8 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def secured(make_settings):  # type: ignore[no-untyped-def]
-    monitor = app_module.build(make_settings(admin_username=USER, admin_password=PASSWORD))
-    monitor.start()
-    wait_for(lambda: monitor.ingest.subscriber.subscribed, message="subscription")
-    yield monitor
-    monitor.stop()
+def secured(start_monitor):  # type: ignore[no-untyped-def]
+    return start_monitor(admin_username=USER, admin_password=PASSWORD)
 
 
 def _authorize(driver) -> None:  # type: ignore[no-untyped-def]
