@@ -8,6 +8,7 @@ retries" are one group. A message may carry its own `fingerprint` (a string, or 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from typing import Any
@@ -17,34 +18,57 @@ from queries.records import ErrorEvent
 DEFAULT_MARKER = "{{ default }}"
 
 # Order matters: timestamps before numbers, UUIDs before hex, quoted text before the rest.
-# Each rule comes with the strings one of which its matches must hold (empty: always tried).
-# A rule none of whose strings is in the text cannot match, so it is skipped; placeholders
-# hold none of these strings, so skipping gives the same text as running every rule, faster.
-_MASKS: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
+# Each rule comes with what every one of its matches must hold: strings one of which must be
+# in the text, or a pattern that must be found in it (empty: always tried). A rule whose
+# requirement is not met by the text as it stands cannot match, so it is skipped: skipping
+# gives the same text as running every rule, faster.
+_Needs = tuple[str, ...] | re.Pattern[str]
+_MASKS: tuple[tuple[re.Pattern[str], str, _Needs], ...] = (
     (re.compile(r"\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?"),
      "<ts>", ("-",)),
     (re.compile(r"\b\d{1,2}:\d\d(?::\d\d(?:\.\d+)?)?\b"), "<time>", (":",)),
     (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"),
      "<uuid>", ("-",)),
     (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<hex>", ("0x",)),
-    (re.compile(r"\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}\b"), "<hex>", ()),
+    (re.compile(r"\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}\b"), "<hex>",
+     re.compile(r"[0-9a-fA-F]{8}")),
     (re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`"), "<q>", ("'", '"', "`")),
     # Tickers where a message names one: "for AAPL", "symbol=MSFT", "ticker: BRK.B".
     (re.compile(r"\b(for|symbol|ticker|of|on)([ =:]+)\$?[A-Z]{1,5}(?:\.[A-Z])?\b"), r"\1\2<sym>",
-     ()),
-    (re.compile(r"[-+]?\b\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?"), "<n>", ()),
+     ("for", "symbol", "ticker", "of", "on")),
+    (re.compile(r"[-+]?\b\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?"), "<n>", re.compile(r"\d")),
 )
+
+
+# First lines up to this long are masked once and remembered: producers repeat messages.
+_CACHED_LINE_LIMIT = 1024
 
 
 def mask(message: str, symbol: str | None = None) -> str:
     """The message with its variable parts replaced by placeholders."""
-    text = message.strip().splitlines()[0] if message.strip() else ""
+    text = message.strip()
+    text = text.splitlines()[0] if text else ""
+    if len(text) <= _CACHED_LINE_LIMIT:
+        return _mask_line_cached(text, symbol)
+    return _mask_line(text, symbol)
+
+
+def _mask_line(text: str, symbol: str | None) -> str:
     if symbol and symbol in text:
         text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(symbol)}(?![A-Za-z0-9])", "<sym>", text)
     for pattern, placeholder, needs in _MASKS:
-        if not needs or any(part in text for part in needs):
+        if not needs:
+            text = pattern.sub(placeholder, text)
+        elif type(needs) is tuple:
+            if any(part in text for part in needs):
+                text = pattern.sub(placeholder, text)
+        elif needs.search(text):  # type: ignore[union-attr]
             text = pattern.sub(placeholder, text)
     return text[:500]
+
+
+# A pure function of short strings: the cache changes nothing but the time taken.
+_mask_line_cached = functools.lru_cache(maxsize=8192)(_mask_line)
 
 
 def compute_fingerprint(error_type: str | None, category: str, component: str | None,
