@@ -84,6 +84,33 @@ def _context_json(event: ErrorEvent) -> str:
         return json.dumps(event.context, ensure_ascii=False)
 
 
+def _csv_rows(events: Sequence[ErrorEvent]) -> str:
+    """The events as COPY's CSV: the text `csv.writer(quoting=QUOTE_NONNUMERIC,
+    lineterminator="\\n")` writes, built with str.replace; a row holding anything but text
+    and None goes through csv itself. Like csv, it quotes every field and writes None as a
+    quoted empty string, which COPY reads as '' (not NULL)."""
+    lines: list[str] = []
+    append = lines.append
+    fallback = None
+    for e in events:
+        row = (e.error_id, e.error_type, e.error_message, e.error_traceback, e.severity,
+               e.category, e.source, e.component, e.operation, e.symbol, _context_json(e),
+               e.timestamp.isoformat(), e.fingerprint)
+        try:
+            append('"' + '","'.join(["" if v is None else v.replace('"', '""')
+                                     for v in row]) + '"\n')
+        except (AttributeError, TypeError):  # not text: numbers are not quoted, for one
+            if fallback is None:
+                fallback_buffer = io.StringIO()
+                fallback = csv.writer(fallback_buffer, quoting=csv.QUOTE_NONNUMERIC,
+                                      lineterminator="\n")
+            fallback.writerow(row)
+            append(fallback_buffer.getvalue())
+            fallback_buffer.seek(0)
+            fallback_buffer.truncate()
+    return "".join(lines)
+
+
 def _is_outage(exc: BaseException) -> bool:
     """Errors that mean "the database is away", as opposed to "this data is refused".
 
@@ -258,15 +285,7 @@ class ErrorStore:
                 "CREATE TEMP TABLE IF NOT EXISTS error_logs_staging "
                 "(LIKE error_logs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
             self._staging_ready = True
-        buffer = io.StringIO()
-        # QUOTE_NONNUMERIC quotes every string, so NULL (unquoted empty) and '' stay apart.
-        writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
-        writer.writerows(
-            (e.error_id, e.error_type, e.error_message, e.error_traceback, e.severity,
-             e.category, e.source, e.component, e.operation, e.symbol, _context_json(e),
-             e.timestamp.isoformat(), e.fingerprint)
-            for e in events)
-        buffer.seek(0)
+        buffer = io.StringIO(_csv_rows(events))
         cur.copy_expert(f"COPY error_logs_staging ({_COLS}) FROM STDIN WITH (FORMAT csv)", buffer)
         cur.execute(_PG_INSERT)
         inserted = {row[0] for row in cur.fetchall()}
