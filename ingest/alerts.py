@@ -152,6 +152,8 @@ class AlertEngine:
         self._silences: list[Silence] = []
         self._ignored: frozenset[str] = frozenset()
         self._dirty: set[tuple[str, str]] = set()  # firing alerts whose count moved
+        # Firing alerts hit in the chunk being observed, with their latest event.
+        self._latest: dict[tuple[str, str], tuple[Alert, ErrorEvent]] = {}
         self._lock = threading.RLock()
 
     # -- state from outside ---------------------------------------------------------------
@@ -185,19 +187,31 @@ class AlertEngine:
     def observe(self, events: Sequence[ErrorEvent]) -> None:
         """Count a chunk of new events into the rules; fire what passes a threshold."""
         now = self.clock()
+        rules = self.rules
+        # Per rule for this chunk: (window cutoff, threshold).
+        limits = {rule: (now - rules.window(rule), rules.threshold(rule)) for rule in RULES}
+        # The sample of a firing alert is its latest event's: it is made once per chunk for
+        # each alert hit (by `_flush_samples`, before anyone can see the alert), not per event.
+        hit = self._hit
         with self._lock:
-            for event in events:
-                if event.fingerprint in self._ignored or event.severity not in _SERIOUS:
-                    continue
-                fp = event.fingerprint or event.error_id
-                if event.severity == "critical":
-                    self._hit("critical_error", fp, now, event)
-                self._hit("error_rate", "all", now, event)
-                self._hit("category_burst", event.category, now, event)
-                if event.category == "pattern" and event.symbol:
-                    self._hit("symbol_pattern_failures", event.symbol, now, event)
-                if event.category == "database":
-                    self._hit("database_error", fp, now, event)
+            ignored = self._ignored
+            try:
+                for event in events:
+                    severity = event.severity
+                    if severity not in _SERIOUS or event.fingerprint in ignored:
+                        continue
+                    fp = event.fingerprint or event.error_id
+                    category = event.category
+                    if severity == "critical":
+                        hit("critical_error", fp, now, event, limits)
+                    hit("error_rate", "all", now, event, limits)
+                    hit("category_burst", category, now, event, limits)
+                    if category == "pattern" and event.symbol:
+                        hit("symbol_pattern_failures", event.symbol, now, event, limits)
+                    if category == "database":
+                        hit("database_error", fp, now, event, limits)
+            finally:
+                self._flush_samples()
             self._review(now)
 
     def regressed(self, fingerprints: Iterable[str]) -> None:
@@ -208,23 +222,33 @@ class AlertEngine:
                 if alert is not None and not alert.suppressed:
                     self._notify(alert, "regressed", self.clock())
 
-    def _hit(self, rule: str, key: str, now: datetime, event: ErrorEvent) -> None:
-        window = self._windows.setdefault((rule, key), deque())
+    def _hit(self, rule: str, key: str, now: datetime, event: ErrorEvent,
+             limits: dict[str, tuple[datetime, int]] | None = None) -> None:
+        cutoff, threshold = (limits[rule] if limits is not None
+                             else (now - self.rules.window(rule), self.rules.threshold(rule)))
+        window = self._windows.get((rule, key))
+        if window is None:
+            window = self._windows[(rule, key)] = deque()
         window.append(now)
-        self._prune(window, now - self.rules.window(rule))
+        while window and window[0] <= cutoff:
+            window.popleft()
         count = len(window)
         alert = self._firing.get((rule, key))
         if alert is not None:
             alert.event_count += 1
             alert.last_event_at = now
-            alert.sample = _sample(event)
+            if limits is not None:
+                self._latest[(rule, key)] = (alert, event)
+            else:
+                alert.sample = _sample(event)
             alert.version += 1
             self._dirty.add((rule, key))
-            if count > self.rules.threshold(rule):
+            if count > threshold:
                 alert.false_since = None
             return
-        if count <= self.rules.threshold(rule):
+        if count <= threshold:
             return
+        self._flush_samples()  # the callbacks below may look at any alert
         alert = Alert(rule=rule, key=key, started_at=now, last_event_at=now, event_count=count,
                       summary=_summary(rule, key, event, count, self.rules),
                       sample=_sample(event))
@@ -234,6 +258,13 @@ class AlertEngine:
             self._notify(alert, "firing", now)
         else:
             self.on_change(replace(alert))
+
+    def _flush_samples(self) -> None:
+        latest = self._latest
+        if latest:
+            for alert, event in latest.values():
+                alert.sample = _sample(event)
+            latest.clear()
 
     @staticmethod
     def _prune(window: deque[datetime], cutoff: datetime) -> None:
