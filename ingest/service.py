@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections import deque
@@ -49,6 +50,20 @@ class ListeningState:
 # The counters that only grow; the status gives each a per-second rate.
 RATED_COUNTERS = ("received", "replayed", "stored", "duplicate", "rejected", "refused",
                   "log_only", "dropped", "reconnects")
+
+
+_frozen = False
+
+
+def _freeze_startup_objects() -> None:
+    """Keep the collector's full passes off what was alive at the first start (modules,
+    settings, metadata): the ingest makes many short-lived containers, and each full pass
+    would walk the whole heap again. Once per process; garbage is collected first."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 class IngestService:
@@ -121,6 +136,7 @@ class IngestService:
         # What an earlier run left is read first; SpoolBusy if another ingest writes it.
         self.spool.open()
         self._started = True
+        _freeze_startup_objects()
         self.alert_keeper.load()
         self.alert_keeper.start()
         if self.notifier is not None:
