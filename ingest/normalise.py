@@ -250,6 +250,9 @@ def parse_timestamp(raw: Any) -> datetime | None:
             if not text:
                 return None
             try:
+                # "YYYY-..." is never a number (a float's "-" follows an "e"): skip float().
+                if text[4:5] == "-" and text[:4].isdigit():
+                    raise ValueError
                 number = float(text)
             except ValueError:
                 try:
