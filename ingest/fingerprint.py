@@ -55,16 +55,23 @@ def mask(message: str, symbol: str | None = None) -> str:
 
 def _mask_line(text: str, symbol: str | None) -> str:
     if symbol and symbol in text:
-        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(symbol)}(?![A-Za-z0-9])", "<sym>", text)
+        text = _symbol_pattern(symbol).sub("<sym>", text)
     for pattern, placeholder, needs in _MASKS:
         if not needs:
             text = pattern.sub(placeholder, text)
         elif type(needs) is tuple:
-            if any(part in text for part in needs):
-                text = pattern.sub(placeholder, text)
+            for part in needs:
+                if part in text:
+                    text = pattern.sub(placeholder, text)
+                    break
         elif needs.search(text):  # type: ignore[union-attr]
             text = pattern.sub(placeholder, text)
     return text[:500]
+
+
+@functools.lru_cache(maxsize=1024)
+def _symbol_pattern(symbol: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(symbol)}(?![A-Za-z0-9])")
 
 
 # A pure function of short strings: the cache changes nothing but the time taken.
