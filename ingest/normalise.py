@@ -23,6 +23,7 @@ from queries.records import (
     DEAD_LETTER_RAW_LIMIT,
     ErrorEvent,
     Rejection,
+    new_event,
 )
 
 _CATEGORY_SET = frozenset(CATEGORIES)
@@ -419,20 +420,9 @@ def _build(document: dict[str, Any], received_at: datetime, limits: Limits) -> E
     explicit = get("fingerprint")
     if explicit is not None and "fingerprint" not in context:
         context["fingerprint"] = explicit
-    return ErrorEvent(
-        error_id=_error_id(get("error_id"), document, context),
-        error_type=error_type,
-        error_message=message,
-        error_traceback=traceback,
-        severity=severity,
-        category=category,
-        source=source,
-        component=component,
-        operation=operation,
-        symbol=symbol,
-        context=context,
-        timestamp=timestamp,
-        received_at=received_at,
-        fingerprint=compute_fingerprint(error_type, category, component, operation, message,
-                                        symbol, context.get("fingerprint")),
-    )
+    error_id = _error_id(get("error_id"), document, context)
+    return new_event(  # ErrorEvent(...), faster
+        error_id, error_type, message, traceback, severity, category, source, component,
+        operation, symbol, context, timestamp, received_at,
+        compute_fingerprint(error_type, category, component, operation, message, symbol,
+                            context.get("fingerprint")))
