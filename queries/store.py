@@ -285,8 +285,11 @@ class ErrorStore:
                 "CREATE TEMP TABLE IF NOT EXISTS error_logs_staging "
                 "(LIKE error_logs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
             self._staging_ready = True
-        buffer = io.StringIO(_csv_rows(events))
-        cur.copy_expert(f"COPY error_logs_staging ({_COLS}) FROM STDIN WITH (FORMAT csv)", buffer)
+        text = _csv_rows(events)
+        # One read of the whole text: psycopg2 reads the file `size` characters at a time, and
+        # each read takes the GIL back from the pipeline thread (up to a switch interval).
+        cur.copy_expert(f"COPY error_logs_staging ({_COLS}) FROM STDIN WITH (FORMAT csv)",
+                        io.StringIO(text), size=max(8192, len(text)))
         cur.execute(_PG_INSERT)
         inserted = {row[0] for row in cur.fetchall()}
         cur.close()
