@@ -53,6 +53,16 @@ _PG_INSERT = (
     "ON CONFLICT DO NOTHING RETURNING error_id")
 
 
+_STAGING_WITHOUT_DEFAULTS = (
+    "DO $$ DECLARE col text; BEGIN"
+    " FOR col IN SELECT attname FROM pg_attribute"
+    " WHERE attrelid = 'pg_temp.error_logs_staging'::regclass AND attnum > 0"
+    " AND NOT attisdropped AND attname <> ALL (%s) LOOP"
+    " EXECUTE format('ALTER TABLE pg_temp.error_logs_staging ALTER COLUMN %%I DROP DEFAULT,"
+    " ALTER COLUMN %%I DROP NOT NULL', col, col);"
+    " END LOOP; END $$" % ("'{" + ",".join(INSERT_COLUMNS) + "}'::text[]"))
+
+
 class StoreUnavailable(RuntimeError):
     """The database cannot be reached (or is locked); the batch was not written, retry later."""
 
@@ -284,6 +294,9 @@ class ErrorStore:
             cur.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS error_logs_staging "
                 "(LIKE error_logs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+            # The insert takes only INSERT_COLUMNS from staging: the other columns' defaults
+            # (a random UUID, now()) would be made for every staged row and thrown away.
+            cur.execute(_STAGING_WITHOUT_DEFAULTS)
             self._staging_ready = True
         text = _csv_rows(events)
         # One read of the whole text: psycopg2 reads the file `size` characters at a time, and
