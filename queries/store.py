@@ -9,7 +9,6 @@ found, those are returned as rejections, and the rest is stored.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import logging
@@ -94,30 +93,28 @@ def _context_json(event: ErrorEvent) -> str:
         return json.dumps(event.context, ensure_ascii=False)
 
 
+def _csv_field(value: object) -> str:
+    if value is None:
+        return ""
+    return '"' + str(value).replace('"', '""') + '"'
+
+
 def _csv_rows(events: Sequence[ErrorEvent]) -> str:
-    """The events as COPY's CSV: the text `csv.writer(quoting=QUOTE_NONNUMERIC,
-    lineterminator="\\n")` writes, built with str.replace; a row holding anything but text
-    and None goes through csv itself. Like csv, it quotes every field and writes None as a
-    quoted empty string, which COPY reads as '' (not NULL)."""
+    """The events as COPY's CSV, built with str.replace (twice as fast as csv.writer here).
+
+    Text is always quoted, so an empty string stays ''; None is an unquoted empty field,
+    which COPY reads as NULL (as SQLite stores it)."""
     lines: list[str] = []
     append = lines.append
-    fallback = None
     for e in events:
         row = (e.error_id, e.error_type, e.error_message, e.error_traceback, e.severity,
                e.category, e.source, e.component, e.operation, e.symbol, _context_json(e),
                e.timestamp.isoformat(), e.fingerprint)
         try:
-            append('"' + '","'.join(["" if v is None else v.replace('"', '""')
-                                     for v in row]) + '"\n')
-        except (AttributeError, TypeError):  # not text: numbers are not quoted, for one
-            if fallback is None:
-                fallback_buffer = io.StringIO()
-                fallback = csv.writer(fallback_buffer, quoting=csv.QUOTE_NONNUMERIC,
-                                      lineterminator="\n")
-            fallback.writerow(row)
-            append(fallback_buffer.getvalue())
-            fallback_buffer.seek(0)
-            fallback_buffer.truncate()
+            append(",".join(["" if v is None else '"' + v.replace('"', '""') + '"'
+                             for v in row]) + "\n")
+        except AttributeError:  # not text (a number, say): the slow way
+            append(",".join(_csv_field(v) for v in row) + "\n")
     return "".join(lines)
 
 

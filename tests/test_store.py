@@ -45,6 +45,26 @@ def test_batch_is_stored_with_every_column(engine):  # type: ignore[no-untyped-d
     store.close()
 
 
+def test_missing_fields_are_null_and_awkward_text_comes_back_as_sent(engine):  # type: ignore[no-untyped-def]
+    store = ErrorStore(engine)
+    awkward = 'quote " comma , newline\n\r backslash \\N tab\t and \'single\''
+    store.write_batch([
+        event(error_id="bare", error_traceback=None, component=None, operation=None,
+              symbol=None),
+        event(error_id="awkward", error_message=awkward, error_traceback=awkward,
+              component="", symbol="BRK.B"),
+    ])
+    store.close()
+    rows = {row.error_id: row for row in _rows(engine)}
+    bare = rows["bare"]
+    # NULL, not '': on PostgreSQL (COPY) exactly as on SQLite.
+    assert (bare.error_traceback, bare.component, bare.operation, bare.symbol) == (
+        None, None, None, None)
+    shown = rows["awkward"]
+    assert shown.error_message == awkward and shown.error_traceback == awkward
+    assert shown.component == "" and shown.symbol == "BRK.B"
+
+
 def test_duplicate_error_id_is_stored_once(engine):  # type: ignore[no-untyped-def]
     store = ErrorStore(engine)
     first = store.write_batch([event(error_id="dup"), event(error_id="other")])
