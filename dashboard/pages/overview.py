@@ -262,8 +262,13 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView,
             update = next_rows(live.ring, cursor, categories, severities, top_up)
         if not update.changed:
             return no_update, no_update, no_update
+        if update.row_data is not None:
+            # A reload clears the last transaction too: dash-ag-grid applies the
+            # rowTransaction prop it holds again when rowData changes, which brought rows
+            # the new filter excludes back.
+            return None, update.row_data, update.cursor
         return (update.transaction if update.transaction is not None else no_update,
-                update.row_data if update.row_data is not None else no_update,
+                no_update,
                 update.cursor if update.cursor is not None else no_update)
 
     @app.callback(
