@@ -12,7 +12,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import ClientsideFunction, Dash, Input, Output, dcc, html
 
-from queries.records import iso_utc
+from queries.records import iso_utc, parse_iso_utc
 
 SEVERITY_COLOURS = {"critical": "danger", "error": "warning", "warning": "info",
                     "info": "secondary", "debug": "secondary"}
@@ -63,10 +63,9 @@ def severity_badge(severity: str, className: str = "") -> dbc.Badge:
 
 def utc_text(moment: datetime | str | None, seconds: bool = True) -> str:
     """A time for people, labelled UTC: `2025-01-26 21:20:00 UTC`."""
+    moment = moment if isinstance(moment, datetime) else parse_iso_utc(moment)
     if moment is None:
         return "—"
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
     moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
 

@@ -46,7 +46,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from ingest.ring_buffer import Entry, RingBuffer
 from ingest.service import ListeningState, conservation
-from queries.records import ErrorEvent, iso_utc
+from queries.records import ErrorEvent, iso_utc, parse_iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -443,8 +443,8 @@ class LiveFeedFollower(threading.Thread):
         return ListeningState(
             subscribed=bool(status.get("subscribed")),
             store_ok=status.get("storeOk") is not False,
-            not_listening_since=_parse_time(status.get("notListeningSince")),
-            last_message_at=_parse_time(status.get("lastMessageAt")),
+            not_listening_since=parse_iso_utc(status.get("notListeningSince")),
+            last_message_at=parse_iso_utc(status.get("lastMessageAt")),
             blind_reason=(NO_HEARTBEAT if status.get("ingest") == "no heartbeat" else None),
         )
 
@@ -495,12 +495,3 @@ def combine(statuses: list[dict[str, Any]]) -> dict[str, Any]:
          "storeOk": s.get("storeOk"), "startedAt": s.get("startedAt"),
          "received": s.get("counters", {}).get("received")} for s in statuses]
     return combined
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None

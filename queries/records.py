@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 SEVERITIES = ("debug", "info", "warning", "error", "critical")
@@ -106,6 +106,21 @@ class Rejection:
     received_at: datetime
     error_id: str | None = None
     raw_bytes: int = field(default=0)
+
+
+def parse_iso_utc(value: datetime | str | None) -> datetime | None:
+    """The inverse of iso_utc: an aware UTC datetime, or None for nothing or unreadable text.
+    A time without a zone is UTC (every time this project writes is), never local time."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and value:
+        try:
+            moment = datetime.fromisoformat(value)  # takes the `Z` from Python 3.11 on
+        except ValueError:
+            return None
+    else:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def iso_utc(moment: datetime) -> str:

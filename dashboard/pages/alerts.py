@@ -49,6 +49,7 @@ from queries.alert_store import (
     list_alerts,
     list_silences,
 )
+from queries.records import parse_iso_utc
 
 REFRESH_MS = 3000
 HISTORY_STEP = 25
@@ -95,10 +96,6 @@ def creator() -> str:
     return DEFAULT_CREATOR
 
 
-def _moment(iso: str | None) -> datetime | None:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")) if iso else None
-
-
 def age(moment: datetime, now: datetime) -> str:
     """How long ago, to the minute at best: text that changed every refresh would make
     every refresh redraw the tables (and move buttons under the user's pointer)."""
@@ -108,12 +105,12 @@ def age(moment: datetime, now: datetime) -> str:
 
 
 def _since(iso: str | None, now: datetime) -> str:
-    moment = _moment(iso)
+    moment = parse_iso_utc(iso)
     return f"{utc_text(moment)} ({age(moment, now)} ago)" if moment else "—"
 
 
 def _lasted(start: str | None, end: str | None) -> str:
-    began, ended = _moment(start), _moment(end)
+    began, ended = parse_iso_utc(start), parse_iso_utc(end)
     if began is None or ended is None:
         return "—"
     return ago(began, ended)
@@ -186,8 +183,8 @@ def firing_row(alert: dict[str, Any], silences: dict[str, dict[str, Any]],
 def history_row(alert: dict[str, Any]) -> dict[str, Any]:
     sample_id, sample_line = _sample(alert)
     return {"id": alert["id"], "rule": alert["rule"], "key": alert["key"],
-            "started": utc_text(_moment(alert.get("startedAt"))),
-            "ended": utc_text(_moment(alert.get("endedAt"))),
+            "started": utc_text(parse_iso_utc(alert.get("startedAt"))),
+            "ended": utc_text(parse_iso_utc(alert.get("endedAt"))),
             "lasted": _lasted(alert.get("startedAt"), alert.get("endedAt")),
             "count": alert.get("count") or 0, "summary": alert.get("summary") or "",
             "sampleHref": detail_href(sample_id) if sample_id else None,
@@ -195,7 +192,7 @@ def history_row(alert: dict[str, Any]) -> dict[str, Any]:
 
 
 def silence_row(silence: dict[str, Any], now: datetime) -> dict[str, Any]:
-    until = _moment(silence["until"])
+    until = parse_iso_utc(silence["until"])
     left = f"{age(now, until)} left" if until else ""
     return {"id": silence["id"], "rule": silence["rule"], "key": silence["key"],
             "until": f"{utc_text(until, seconds=False)} ({left})",

@@ -34,7 +34,7 @@ from dashboard.components import (
 )
 from dashboard.detail import find_error, open_detail_on_click, render_detail
 from dashboard.live import LiveView
-from queries.records import iso_utc
+from queries.records import iso_utc, parse_iso_utc
 from queries.search import SearchError, SearchTimeout, parse_query, search_errors
 
 PAGE_SIZE = 50
@@ -63,10 +63,6 @@ def export_href(text: str, start: datetime | None, end: datetime | None) -> str:
     return "/api/errors/export.csv?" + urlencode(params)
 
 
-def _moment(raw: str | None) -> datetime | None:
-    return datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else None
-
-
 def search_step(engine: Engine, text: str | None, range_value: str | None,
                 custom: dict[str, Any] | None, action: str, state: dict[str, Any] | None,
                 now: datetime | None = None) -> SearchView:
@@ -85,7 +81,7 @@ def search_step(engine: Engine, text: str | None, range_value: str | None,
             cursors.append(state["next"])
         elif action == "newer" and len(cursors) > 1:
             cursors.pop()
-        start, end = _moment(state.get("start")), _moment(state.get("end"))
+        start, end = parse_iso_utc(state.get("start")), parse_iso_utc(state.get("end"))
         total, exact = state.get("total"), state.get("exact", False)
         fresh = False
     else:

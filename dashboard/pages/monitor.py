@@ -24,6 +24,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboard import ids
 from dashboard.components import ago, empty_state, interval, utc_text
+from queries.records import parse_iso_utc
 
 Status = Callable[[], dict[str, Any]]
 Section = dict[str, Any]
@@ -60,24 +61,9 @@ SECTIONS: dict[str, str] = {
 
 
 # -- small texts ------------------------------------------------------------------------------
-def parse_time(value: Any) -> datetime | None:
-    """An ISO-8601 time from the status as an aware UTC datetime; None if absent or unreadable."""
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str) and value:
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    else:
-        return None
-    # The status' times are UTC; a naive one is UTC too, never the server's local zone.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def when_text(value: Any, now: datetime) -> str:
     """`2025-01-26 21:20:00 UTC (3 s ago)`, `... (in 5 h)` for a future time, `—` for none."""
-    moment = parse_time(value)
+    moment = parse_iso_utc(value)
     if moment is None:
         return "—" if not value else str(value)
     if moment > now:
@@ -163,7 +149,7 @@ def listening_view(status: Mapping[str, Any], now: datetime) -> Section:
         ["Subscribed since", when_text(status.get("subscribedSince"), now)
          if status.get("subscribed") else "—"],
         ["Last message", f"{ago(parsed, now)} ago ({utc_text(parsed)})"
-         if (parsed := parse_time(last)) else "none yet"],
+         if (parsed := parse_iso_utc(last)) else "none yet"],
         ["Reconnects", count_text(_counters(status).get("reconnects"))],
         ["Last Redis error", str(status.get("lastRedisError") or "none")],
     ]
@@ -274,7 +260,7 @@ def queue_view(status: Mapping[str, Any]) -> Section:
 def history_view(status: Mapping[str, Any], now: datetime) -> Section:
     """The incidents, newest first; an ongoing one says so."""
     incidents = [i for i in status.get("history") or [] if isinstance(i, Mapping)]
-    incidents.sort(key=lambda i: parse_time(i.get("from")) or datetime.min.replace(tzinfo=UTC),
+    incidents.sort(key=lambda i: parse_iso_utc(i.get("from")) or datetime.min.replace(tzinfo=UTC),
                    reverse=True)
     rows = [[str(i.get("what") or "—"), when_text(i.get("from"), now),
              when_text(i.get("to"), now) if i.get("to") else "ongoing",
@@ -405,7 +391,7 @@ def _counter_table(section: Section) -> Any:
         for name, count, rate, meaning in section["rows"]])
     since = section.get("since")
     caption = section.get("note") or (
-        f"Since the ingest started ({utc_text(since)})." if parse_time(since) else "")
+        f"Since the ingest started ({utc_text(since)})." if parse_iso_utc(since) else "")
     return html.Div([dbc.Table([head, body], size="sm", hover=True, className="mb-1"),
                      html.Small(caption, className="text-body-secondary")])
 
