@@ -43,6 +43,7 @@ from queries.engine import make_engine
 from queries.partitions import ensure_days
 from queries.retention import Retention, RetentionPolicy
 from queries.schema import create_schema
+from queries.store import BatchResult
 from settings import Settings
 
 TARGET_JOB_SECONDS = 5.0
@@ -98,20 +99,14 @@ class Delays:
         self.samples: list[tuple[float, float]] = []  # (commit time, delay)
         self.lock = threading.Lock()
 
-    def wrap(self, store: Any) -> None:
-        write = store.write_batch
-
-        def timed(events):  # type: ignore[no-untyped-def]
-            result = write(events)
-            now = time.time()
-            with self.lock:
-                for event in result.new_events:
-                    sent = event.context.get("sent")
-                    if isinstance(sent, float):
-                        self.samples.append((now, now - sent))
-            return result
-
-        store.write_batch = timed
+    def on_batch(self, result: BatchResult) -> None:
+        """The writer's batch listener: called once each batch is committed."""
+        now = time.time()
+        with self.lock:
+            for event in result.new_events:
+                sent = event.context.get("sent")
+                if isinstance(sent, float):
+                    self.samples.append((now, now - sent))
 
     def stats(self, start: float = 0.0, end: float = float("inf")) -> tuple[float, float, int]:
         with self.lock:
@@ -201,7 +196,7 @@ def main() -> int:
         engine = make_engine(url)
         ingest = IngestService(settings, engine)
         delays = Delays()
-        delays.wrap(ingest.writer.store)
+        ingest.writer.batch_listeners.append(delays.on_batch)
         ingest.start()
         deadline = time.monotonic() + 10
         while not ingest.subscriber.subscribed and time.monotonic() < deadline:

@@ -1,18 +1,26 @@
-"""The thread that writes accepted events and dead letters to the store in batches.
+"""The threads that write accepted events and dead letters to the store in batches.
 
 A batch is written when it reaches `max_rows`, or when its oldest event has waited
 `max_wait` seconds, so a lone error is stored within a fraction of a second and a flood goes
 in large batches. While the database is away the batch is kept and retried with capped
 backoff; nothing is thrown away.
+
+Two threads share the work so that the database is never idle while Python works, nor Python
+while the database does: the stager takes the next batch and COPYs it into a staging table on
+one connection while the writer inserts and commits the previous one on another. Batches are
+committed one at a time, in the order they were taken (the stager waits for a free
+connection), so the commit checkpoint, the error groups and the locks see one writer, as before.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +30,18 @@ from queries.records import ErrorEvent, Rejection
 from queries.store import BatchResult, ErrorStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    """A batch on its way: taken by the stager, committed by the writer."""
+
+    store: ErrorStore
+    batch: list[tuple[ErrorEvent, float]]
+    rejections: list[Rejection]
+    generation: int
+    staged: bool = False
+    rows_done: bool = field(default=False)
 
 
 class BatchWriter(threading.Thread):
@@ -48,7 +68,17 @@ class BatchWriter(threading.Thread):
         self._submitted = 0
         self._committed = 0
         self._generation = 0
-        # Written by this thread only; read by the status views.
+        self._in_flight = 0  # events taken by the stager and not yet committed
+        # Two connections when batches can be staged: one stages while the other commits.
+        self.stores = [store, store.twin()] if store.can_stage else [store]
+        self._free: queue.Queue[ErrorStore] = queue.Queue()
+        for each in self.stores:
+            self._free.put(each)
+        self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=1)
+        self._closed = threading.Event()  # the writer gave up at stop: the stager ends too
+        self._stager = threading.Thread(target=self._stage_loop, name="ingest-batch-stager",
+                                        daemon=True)
+        # Written by the writer thread only; read by the status views.
         self.stored = 0
         self.duplicates = 0
         self.refused = 0
@@ -83,14 +113,19 @@ class BatchWriter(threading.Thread):
 
     @property
     def pending(self) -> int:
-        return len(self._events)
+        """Events not yet committed: waiting for a batch, or in one being written."""
+        return len(self._events) + self._in_flight
 
     @property
     def pending_rejections(self) -> int:
         return len(self._rejections)
 
+    def start(self) -> None:
+        super().start()
+        self._stager.start()
+
     def stop(self, timeout: float = 15.0) -> None:
-        """Write everything pending (retrying for up to `timeout` s), then end the thread."""
+        """Write everything pending (retrying for up to `timeout` s), then end the threads."""
         with self._cond:
             self._stopping = True
             self._flush_deadline = time.monotonic() + timeout
@@ -98,44 +133,54 @@ class BatchWriter(threading.Thread):
         self._stop_event.set()
         if self.is_alive():
             self.join(timeout + 5)
+        self._closed.set()
+        if self._stager.is_alive():
+            self._stager.join(5)
         left = self.pending + self.pending_rejections
         if left:
             log.error("stopped with %d events and %d dead letters not written: %s",
                       self.pending, self.pending_rejections, self.last_error)
-        self.store.close()
+        for store in self.stores:
+            store.close()
 
-    # -- the thread ---------------------------------------------------------------------
-    def run(self) -> None:
-        attempt = 0
+    # -- the stager thread --------------------------------------------------------------
+    def _stage_loop(self) -> None:
         while True:
+            store = self._take(self._free)
+            if store is None:
+                return
             batch, rejections, generation = self._next_batch()
             if batch is None:
-                break
+                self._free.put(store)
+                self._give(None)
+                return
+            job = _Job(store, batch, rejections, generation)
+            if batch:
+                job.staged = store.stage([event for event, _ in batch])
+            if not self._give(job):
+                self._put_back(job)
+                return
+
+    def _take(self, source: queue.Queue[Any]) -> Any:
+        while not self._closed.is_set():
             try:
-                self._write(batch, rejections)
-                self._advance(len(batch), generation)
-                attempt = 0
-            except StoreUnavailable as exc:
-                self._put_back(batch, rejections)
-                attempt += 1
-                self._mark_down(exc)
-                if self._stopping and time.monotonic() >= self._flush_deadline:
-                    break
-                delay = self.backoff.compute(attempt)
-                if self._stopping:
-                    delay = min(delay, max(0.0, self._flush_deadline - time.monotonic()))
-                    time.sleep(delay)
-                else:
-                    self._stop_event.wait(delay)
-            except Exception:
-                log.exception("unexpected failure writing a batch of %d; retrying", len(batch))
-                self._put_back(batch, rejections)
-                attempt += 1
-                time.sleep(self.backoff.compute(attempt))
+                return source.get(timeout=0.2)
+            except queue.Empty:
+                continue
+        return None
+
+    def _give(self, job: _Job | None) -> bool:
+        while not self._closed.is_set():
+            try:
+                self._jobs.put(job, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def _next_batch(self) -> tuple[list[tuple[ErrorEvent, float]] | None, list[Rejection], int]:
         with self._cond:
-            while not self._events and not self._rejections and not self._markers:
+            while not self._work_waiting():
                 if self._stopping:
                     return None, [], 0
                 self._cond.wait(0.5)
@@ -148,10 +193,67 @@ class BatchWriter(threading.Thread):
                     self._cond.wait(left)
             take = min(self.max_rows, len(self._events))
             batch = [self._events.popleft() for _ in range(take)]
+            self._in_flight += take
             rejections = list(self._rejections)
             self._rejections.clear()
             self._generation += 1
             return batch, rejections, self._generation
+
+    def _work_waiting(self) -> bool:
+        """Events or dead letters to take, or a marker that needs a batch taken after it (its
+        dead letters came after the last batch was taken); other markers are done when the
+        batches in flight are committed."""
+        return bool(self._events or self._rejections
+                    or (self._markers and self._markers[-1][1] >= self._generation))
+
+    # -- the writer thread --------------------------------------------------------------
+    def run(self) -> None:
+        while True:
+            job = self._take(self._jobs)
+            if job is None:
+                break
+            if not self._commit(job):
+                self._closed.set()  # stopping, and the store is still away: give up
+                while True:
+                    try:
+                        later = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if later is not None:
+                        self._put_back(later)
+                self._put_back(job)
+                break
+            self._free.put(job.store)
+
+    def _commit(self, job: _Job) -> bool:
+        """Write the job, retrying while the store is away; False: stopping, and it never came
+        back before the deadline."""
+        attempt = 0
+        while True:
+            try:
+                self._write(job)
+                self._advance(len(job.batch), job.generation)
+                return True
+            except StoreUnavailable as exc:
+                job.staged = False
+                attempt += 1
+                self._mark_down(exc)
+                if self._stopping and time.monotonic() >= self._flush_deadline:
+                    return False
+                delay = self.backoff.compute(attempt)
+                if self._stopping:
+                    delay = min(delay, max(0.0, self._flush_deadline - time.monotonic()))
+                    time.sleep(delay)
+                else:
+                    self._stop_event.wait(delay)
+            except Exception:
+                log.exception("unexpected failure writing a batch of %d; retrying",
+                              len(job.batch))
+                job.staged = False
+                attempt += 1
+                if self._stopping and time.monotonic() >= self._flush_deadline:
+                    return False
+                time.sleep(self.backoff.compute(attempt))
 
     def _advance(self, rows: int, generation: int) -> None:
         """Report the furthest marker whose events and dead letters are all committed."""
@@ -172,31 +274,32 @@ class BatchWriter(threading.Thread):
             except Exception:
                 log.exception("could not record the commit checkpoint")
 
-    def _put_back(self, batch: list[tuple[ErrorEvent, float]], rejections: list[Rejection]) -> None:
+    def _put_back(self, job: _Job) -> None:
+        """Return a job that will not be written now to the front of the queue, so that
+        what is left is counted (and, at the next start, taken again from the spool)."""
         with self._cond:
-            self._events.extendleft(reversed(batch))
-            self._rejections.extendleft(reversed(rejections))
+            if job.rows_done:
+                self._committed += len(job.batch)
+            else:
+                self._in_flight -= len(job.batch)
+                self._events.extendleft(reversed(job.batch))
+            self._rejections.extendleft(reversed(job.rejections))
 
-    def _write(self, batch: list[tuple[ErrorEvent, float]], rejections: list[Rejection]) -> None:
-        if not batch and not rejections:
+    def _write(self, job: _Job) -> None:
+        if not job.batch and not job.rejections:
             return
         started = time.perf_counter()
-        if rejections:
-            self.store.write_rejections(rejections)
-            self.dead_letters_stored += len(rejections)
-            rejections.clear()  # written: a later failure must not write them twice
-        if batch:
-            result = self.store.write_batch([event for event, _ in batch])
+        store = job.store
+        if job.batch and not job.rows_done:
+            staged, job.staged = job.staged, False
+            result = store.write_batch([event for event, _ in job.batch], staged=staged)
+            job.rows_done = True  # committed: a retry writes only the dead letters
+            with self._cond:  # no longer pending, now stored: keep the counts' sum steady
+                self._in_flight -= len(job.batch)
             if result.refused:
                 log.warning("the database refused %d of %d rows; they are dead-lettered",
-                            len(result.refused), len(batch))
-                try:
-                    self.store.write_rejections(result.refused)
-                    self.dead_letters_stored += len(result.refused)
-                except StoreUnavailable:
-                    # The good rows are committed; keep the refused ones to write later.
-                    with self._cond:
-                        self._rejections.extend(result.refused)
+                            len(result.refused), len(job.batch))
+                job.rejections.extend(result.refused)
             self.stored += result.inserted
             self.duplicates += result.duplicates
             for listener in self.batch_listeners:
@@ -206,9 +309,13 @@ class BatchWriter(threading.Thread):
                     log.exception("batch listener %r failed", listener)
             self.refused += len(result.refused)
             self.batches += 1
-            self.last_batch_rows = len(batch)
-            oldest = min(event.received_at for event, _ in batch)
+            self.last_batch_rows = len(job.batch)
+            oldest = min(event.received_at for event, _ in job.batch)
             self.last_store_latency = (datetime.now(UTC) - oldest).total_seconds()
+        if job.rejections:
+            store.write_rejections(job.rejections)
+            self.dead_letters_stored += len(job.rejections)
+            job.rejections = []  # written: a later failure must not write them twice
         self.last_batch_seconds = time.perf_counter() - started
         self.last_commit_at = datetime.now(UTC)
         if self.store_ok is not True:

@@ -5,6 +5,10 @@ conflict is taken on `error_ids` (see queries/schema.py: a table partitioned by 
 hold a unique error_id), in the same statement as the insert into `error_logs`. A row the
 database refuses does not sink its batch: the batch is split until the refused rows are
 found, those are returned as rejections, and the rest is stored.
+
+On PostgreSQL a batch can be staged (CSV built and COPYed into the connection's staging table)
+by one thread while another store's connection inserts and commits the previous batch, so the
+two halves of the work overlap; see ingest/batch_writer.py.
 """
 
 from __future__ import annotations
@@ -198,19 +202,53 @@ class ErrorStore:
             return False
 
     # -- errors -------------------------------------------------------------------------
-    def write_batch(self, events: Sequence[ErrorEvent]) -> BatchResult:
-        """Store `events` (duplicates skipped); raises StoreUnavailable if the database is away."""
+    @property
+    def can_stage(self) -> bool:
+        """Whether `stage` does anything: PostgreSQL's COPY into a staging table."""
+        return self.dialect == "postgresql"
+
+    def twin(self) -> ErrorStore:
+        """Another store on the same engine and hooks, with its own connection."""
+        return ErrorStore(self.engine, self.hooks)
+
+    def stage(self, events: Sequence[ErrorEvent]) -> bool:
+        """COPY `events` into the staging table in an open transaction, for the next
+        `write_batch(events, staged=True)` on this store to insert and commit.
+
+        Never raises: False means nothing is staged (SQLite, or the COPY failed: the database
+        is away, or a row is refused) and `write_batch` does the whole work and says why."""
+        if not events or not self.can_stage:
+            return False
+        try:
+            self._stage(self._connection(), events)
+            return True
+        except Exception as exc:  # noqa: BLE001 - write_batch meets it again and reports it
+            log.debug("could not stage a batch of %d: %s", len(events), exc)
+            self._staging_ready = False
+            try:
+                if self._conn is not None:
+                    self._conn.rollback()
+            except Exception:  # noqa: BLE001 - a dead connection cannot roll back
+                self._drop_connection()
+            return False
+
+    def write_batch(self, events: Sequence[ErrorEvent], staged: bool = False) -> BatchResult:
+        """Store `events` (duplicates skipped); raises StoreUnavailable if the database is away.
+
+        `staged`: `stage(events)` succeeded on this store and nothing has used it since."""
         if not events:
             return BatchResult()
         attempt = 0
         while True:
             try:
-                new, hook_results = self._insert(events)
+                new, hook_results = self._insert(events, staged)
+                staged = False
                 return BatchResult(inserted=len(new), duplicates=len(events) - len(new),
                                    new_events=new, hook_results=hook_results)
             except StoreUnavailable:
                 raise
             except Exception as exc:
+                staged = False  # the rollback emptied the staging table
                 if _is_transient(exc) and attempt < _TRANSIENT_RETRIES:
                     attempt += 1
                     log.info("batch of %d met %s; retrying it", len(events), exc.pgcode)
@@ -245,11 +283,14 @@ class ErrorStore:
                     result.hook_results[name] = value
         return result
 
-    def _insert(self, events: Sequence[ErrorEvent]) -> tuple[list[ErrorEvent], dict[str, Any]]:
+    def _insert(self, events: Sequence[ErrorEvent],
+                staged: bool = False) -> tuple[list[ErrorEvent], dict[str, Any]]:
         conn = self._connection()
         try:
             if self.dialect == "postgresql":
-                new_ids = self._copy_postgres(conn, events)
+                if not staged:
+                    self._stage(conn, events)
+                new_ids = self._insert_staged(conn)
             else:
                 new_ids = self._insert_sqlite(conn, events)
             new = _first_of_each(events, new_ids)
@@ -283,7 +324,7 @@ class ErrorStore:
         cur.close()
         return results
 
-    def _copy_postgres(self, conn, events: Sequence[ErrorEvent]) -> set[str]:  # type: ignore[no-untyped-def]
+    def _stage(self, conn, events: Sequence[ErrorEvent]) -> None:  # type: ignore[no-untyped-def]
         # Only the first copy of each id goes in: it is the stored one, the rest are duplicates.
         events = list({e.error_id: e for e in reversed(events)}.values())[::-1]
         cur = conn.cursor()
@@ -300,6 +341,10 @@ class ErrorStore:
         # each read takes the GIL back from the pipeline thread (up to a switch interval).
         cur.copy_expert(f"COPY error_logs_staging ({_COLS}) FROM STDIN WITH (FORMAT csv)",
                         io.StringIO(text), size=max(8192, len(text)))
+        cur.close()
+
+    def _insert_staged(self, conn) -> set[str]:  # type: ignore[no-untyped-def]
+        cur = conn.cursor()
         cur.execute(_PG_INSERT)
         inserted = {row[0] for row in cur.fetchall()}
         cur.close()

@@ -71,3 +71,35 @@ def test_events_wait_while_the_store_is_missing_and_are_written_when_it_is_back(
         writer.stop()
     assert _count(engine) == 30
     engine.dispose()
+
+
+def test_checkpoints_follow_commits_in_order_while_batches_overlap(
+        engine):  # type: ignore[no-untyped-def]
+    """The stager COPYs the next batch while the writer commits the last: a checkpoint must
+    still never be reported before every event up to it is committed, nor out of order."""
+    reported: list[tuple[int, int]] = []  # (position, rows committed when it was reported)
+
+    def on_commit(position: int) -> None:
+        reported.append((position, _count(engine)))
+
+    writer = BatchWriter(ErrorStore(engine), max_rows=700, max_wait=0.02, on_commit=on_commit)
+    assert len(writer.stores) == (2 if engine.dialect.name == "postgresql" else 1)
+    writer.start()
+    try:
+        submitted = 0
+        for chunk in range(40):
+            events = [event(error_id=f"o{chunk}-{i}") for i in range(250)]
+            submitted += len(events)
+            writer.submit(events, position=submitted)
+            if chunk % 7 == 0:
+                time.sleep(0.03)  # some batches small, some full
+        wait_for(lambda: reported and reported[-1][0] == submitted, timeout=30,
+                 message="the last checkpoint")
+    finally:
+        writer.stop()
+    positions = [position for position, _ in reported]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    for position, rows in reported:
+        assert rows >= position, f"checkpoint {position} reported with only {rows} rows in"
+    assert writer.batches >= 10  # the overlap was exercised, not one batch at the end
+    assert _count(engine) == 10000 and writer.pending == 0
