@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from ingest.batch_writer import BatchWriter
 from queries.engine import make_engine
-from queries.schema import create_schema, error_logs
+from queries.schema import create_schema, error_logs, rejected_messages
 from queries.store import ErrorStore
 from tests.conftest import wait_for
 from tests.factories import event
@@ -103,3 +103,29 @@ def test_checkpoints_follow_commits_in_order_while_batches_overlap(
         assert rows >= position, f"checkpoint {position} reported with only {rows} rows in"
     assert writer.batches >= 10  # the overlap was exercised, not one batch at the end
     assert _count(engine) == 10000 and writer.pending == 0
+
+
+def test_a_poisoned_row_in_a_staged_batch_is_dead_lettered_and_the_rest_stored(
+        engine):  # type: ignore[no-untyped-def]
+    """The constraint refuses the row at the INSERT, after the stager COPYed its batch: the
+    writer must fall back to finding the row, dead-letter it, and still report the checkpoint."""
+    from tests.test_store import _poison, _rows
+
+    _poison(engine)
+    reported: list[int] = []
+    writer = BatchWriter(ErrorStore(engine), max_rows=300, max_wait=0.02,
+                         on_commit=reported.append)
+    writer.start()
+    try:
+        for chunk in range(6):
+            events = [event(error_id=f"p{chunk}-{i}") for i in range(200)]
+            events[123] = event(error_id=f"bad-{chunk}", error_message="POISON")
+            writer.submit(events, position=(chunk + 1) * 200)
+        wait_for(lambda: reported and reported[-1] == 1200, timeout=30,
+                 message="the checkpoint after the last chunk")
+    finally:
+        writer.stop()
+    assert writer.stored == 1194 and writer.refused == 6 and writer.dead_letters_stored == 6
+    assert _count(engine) == 1194
+    assert {r.error_id for r in _rows(engine, rejected_messages)} == {
+        f"bad-{chunk}" for chunk in range(6)}
