@@ -6,7 +6,9 @@ so that the reader can keep the spool under its cap. Every field has exactly one
 Counters and times are single aligned 8-byte words, which the other process always sees
 whole; the spool's segment sizes come from the files themselves, so no field needs to agree
 with another and no lock is shared between the processes (a lock held by a killed process
-would hang the other one).
+would hang the other one). The one place where counters and files can part is a writer
+killed between its write() and its counters; the writer that follows counts the active
+segment's records from the file, from where the segment began (`segment_start_*`).
 
 The file lives in the spool folder (`reader.state`); it is rewritten at each start.
 """
@@ -40,6 +42,10 @@ class ReaderState(ctypes.Structure):
         ("appended", ctypes.c_int64),
         ("refused", ctypes.c_int64),
         ("written_bytes", ctypes.c_int64),
+        # `appended` and `written_bytes` when segment n was begun, at [n % 2]: set before
+        # `active_segment` moves to n, so the slot of the active segment is always complete.
+        ("segment_start_appended", ctypes.c_int64 * 2),
+        ("segment_start_written", ctypes.c_int64 * 2),
         # The spool, written by the main process: bytes found at open, bytes committed since.
         ("initial_bytes", ctypes.c_int64),
         ("released_bytes", ctypes.c_int64),

@@ -28,6 +28,7 @@ from ingest.spool_format import (
     Position,
     segment_number,
     segment_path,
+    whole_records,
 )
 from ingest.spool_writer import SpoolWriter, take_writer_lock
 
@@ -121,13 +122,7 @@ class Spool:
             if number < start.segment:
                 continue
             data = segment_path(self.folder, number).read_bytes()
-            offset = start.offset if number == start.segment else 0
-            while offset + HEADER.size <= len(data):
-                length = HEADER.unpack_from(data, offset)[0]
-                if offset + HEADER.size + length > len(data):
-                    break
-                offset += HEADER.size + length
-                count += 1
+            count += whole_records(data, start.offset if number == start.segment else 0)[0]
         return count
 
     def writer_config(self) -> dict[str, object]:

@@ -34,3 +34,17 @@ def segment_path(folder: Path, number: int) -> Path:
 
 def segment_number(path: Path) -> int:
     return int(path.stem[4:])
+
+
+def whole_records(data: bytes, offset: int = 0) -> tuple[int, int]:
+    """(records, end): how many whole records `data` holds from `offset`, and where the last
+    one ends; a record cut short at the end is not counted."""
+    count = 0
+    size = len(data)
+    while offset + HEADER.size <= size:
+        end = offset + HEADER.size + HEADER.unpack_from(data, offset)[0]
+        if end > size:
+            break
+        offset = end
+        count += 1
+    return count, offset

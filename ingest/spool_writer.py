@@ -22,7 +22,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ingest.reader_state import ReaderState
-from ingest.spool_format import HEADER, WRITER_LOCK, Position, SpoolBusy, segment_path
+from ingest.spool_format import (
+    HEADER,
+    WRITER_LOCK,
+    Position,
+    SpoolBusy,
+    segment_path,
+    whole_records,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +66,39 @@ class SpoolWriter:
         self._torn = False
         segment = state.active_segment
         try:
-            used = segment_path(self.folder, segment).stat().st_size
+            data = segment_path(self.folder, segment).read_bytes()
         except FileNotFoundError:
-            used = 0
+            data = b""
+        if data:
+            self._count_what_was_not_counted(segment, data)
         # A writer before this one (a reader process that died) may have been cut mid-write:
         # leave its segment as it is, finished, and start a clean one.
-        self._open(segment + 1 if used else segment)
+        self._open(segment + 1 if data else segment)
+
+    def _count_what_was_not_counted(self, segment: int, data: bytes) -> None:
+        """A writer killed between its write() and its counters left records on disk that
+        were never counted as received: count them from the file, which is the truth."""
+        state = self.state
+        records = whole_records(data)[0]
+        missed = state.segment_start_appended[segment % 2] + records - state.appended
+        if missed > 0:
+            log.warning("the spool writer before this one was stopped after writing %d "
+                        "record(s) and before counting them; they are counted now", missed)
+            state.written_bytes = max(state.written_bytes,
+                                      state.segment_start_written[segment % 2] + len(data))
+            state.appended += missed
 
     def _open(self, segment: int) -> None:
         self._fd = os.open(segment_path(self.folder, segment),
                            os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._segment = segment
         self._size = 0
-        # Only once the file exists: from now on the segment before it is finished.
-        self.state.active_segment = segment
+        state = self.state
+        state.segment_start_appended[segment % 2] = state.appended
+        state.segment_start_written[segment % 2] = state.written_bytes
+        # Only once the file exists and its slot is set: from now on the segment before it
+        # is finished.
+        state.active_segment = segment
 
     def append(self, payloads: Sequence[bytes], received: float) -> Position | None:
         """Journal `payloads` with one write; the position after them, or None when none was

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ingest.spool import HEADER, Spool
+from ingest.spool_writer import SpoolWriter
 
 
 def _payloads(spool: Spool, limit: int = 100_000) -> list[bytes]:
@@ -93,4 +94,60 @@ def test_a_record_larger_than_one_read_comes_back_whole(tmp_path):  # type: igno
     spool.append(b"small", 0.0)
     spool.append(big, 1.0)
     assert _payloads(spool) == [b"small", big]
+    spool.close()
+
+
+def _killed_after_write(spool: Spool, *payloads: bytes) -> None:
+    """What a reader process killed between its write() and its counters leaves: records in
+    the active segment that no counter knows of."""
+    assert spool.state is not None
+    segment = spool.folder / f"seg-{spool.state.active_segment:012d}.log"
+    assert segment.exists()
+    with open(segment, "ab") as file:
+        for payload in payloads:
+            file.write(HEADER.pack(len(payload), 5.0) + payload)
+
+
+def test_records_a_killed_writer_never_counted_are_counted_by_the_next_one(tmp_path):  # type: ignore[no-untyped-def]
+    spool = Spool(tmp_path, segment_bytes=4096)
+    spool.open()
+    assert spool.state is not None
+    dead = SpoolWriter(tmp_path, spool.state, spool.max_bytes, spool.segment_bytes)
+    for i in range(60):  # several segments, so the count is per segment, not from zero
+        dead.append([b"x" * 100 + str(i).encode()], 1.0)
+    assert spool.state.active_segment > 1
+    _killed_after_write(spool, b"uncounted-1", b"uncounted-2")
+    dead.close()  # the process is gone; its lock with it
+    assert spool.appended == 60
+
+    successor = SpoolWriter(tmp_path, spool.state, spool.max_bytes, spool.segment_bytes)
+    assert spool.appended == 62
+    successor.append([b"after"], 2.0)
+    payloads = _payloads(spool)
+    assert payloads[-3:] == [b"uncounted-1", b"uncounted-2", b"after"]
+    assert len(payloads) == 63 and spool.unread == 0
+    # A third writer finds nothing missed: nothing is counted twice.
+    successor.close()
+    SpoolWriter(tmp_path, spool.state, spool.max_bytes, spool.segment_bytes).close()
+    assert spool.appended == 63
+    spool.close()
+
+
+def test_a_writer_killed_as_it_began_a_segment_leaves_nothing_uncounted(tmp_path):  # type: ignore[no-untyped-def]
+    """Killed after it made the next segment's file, before it moved to it: the segment it
+    was on is counted from its own start, not from the new one's."""
+    spool = Spool(tmp_path)
+    spool.open()
+    assert spool.state is not None
+    dead = SpoolWriter(tmp_path, spool.state, spool.max_bytes, spool.segment_bytes)
+    dead.append([b"one", b"two"], 1.0)
+    segment = spool.state.active_segment
+    (tmp_path / f"seg-{segment + 1:012d}.log").touch()
+    spool.state.segment_start_appended[(segment + 1) % 2] = spool.state.appended
+    dead.close()
+    successor = SpoolWriter(tmp_path, spool.state, spool.max_bytes, spool.segment_bytes)
+    successor.append([b"three"], 2.0)
+    assert spool.appended == 3
+    assert _payloads(spool) == [b"one", b"two", b"three"] and spool.unread == 0
+    successor.close()
     spool.close()

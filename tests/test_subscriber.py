@@ -164,6 +164,49 @@ def test_a_reader_that_dies_is_restarted_and_the_gap_recorded(private_redis, cha
     assert _journaled(spool) == [b"one", b"two"]
 
 
+def test_readers_killed_mid_stream_leave_every_journaled_record_counted(
+        private_redis, channel, spool):  # type: ignore[no-untyped-def]
+    """kill -9 the reader three times while messages stream in: what each one journaled is
+    counted once, by it or by the reader started in its place, never twice, never missed."""
+    import threading
+
+    sub = _subscriber(private_redis.url, channel, spool)
+    sub.start()
+    done = threading.Event()
+
+    def publish() -> None:
+        client = private_redis.client()
+        i = 0
+        while not done.is_set():
+            pipe = client.pipeline(transaction=False)
+            for _ in range(200):
+                pipe.publish(channel, b"m%d" % i)
+                i += 1
+            pipe.execute()
+
+    publisher = threading.Thread(target=publish, daemon=True)
+    try:
+        wait_for(lambda: sub.subscribed)
+        publisher.start()
+        for _ in range(3):
+            wait_for(lambda: sub.received > 0)
+            before = sub.pid
+            time.sleep(0.3)
+            os.kill(before, signal.SIGKILL)
+            wait_for(lambda killed=before: sub.pid != killed and sub.subscribed, timeout=10,
+                     message="a new reader to subscribe")
+        time.sleep(0.3)
+    finally:
+        done.set()
+        publisher.join(10)
+        sub.stop()
+    assert sub.restarts == 3
+    journaled = _journaled(spool)
+    assert len(journaled) > 1000
+    assert sub.received == len(journaled) == spool.read_records
+    assert spool.unread == 0
+
+
 _PARENT = textwrap.dedent("""
     import sys, time
     from ingest.spool import Spool
