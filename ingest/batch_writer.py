@@ -102,13 +102,15 @@ class BatchWriter(threading.Thread):
             return
         now = time.monotonic()
         with self._cond:
-            was_empty = not self._events and not self._rejections and not self._markers
+            # The stager sleeps until there is work (markers of batches in flight are not
+            # work for it), then waits for a full batch or the first event's deadline.
+            was_idle = not self._work_waiting()
             self._events.extend((e, now) for e in events)
             self._rejections.extend(rejections)
             self._submitted += len(events)
             if position is not None:
                 self._markers.append((self._submitted, self._generation, position))
-            if was_empty or len(self._events) >= self.max_rows:
+            if was_idle or len(self._events) >= self.max_rows:
                 self._cond.notify()
 
     @property

@@ -129,3 +129,30 @@ def test_a_poisoned_row_in_a_staged_batch_is_dead_lettered_and_the_rest_stored(
     assert _count(engine) == 1194
     assert {r.error_id for r in _rows(engine, rejected_messages)} == {
         f"bad-{chunk}" for chunk in range(6)}
+
+
+def test_a_steady_stream_is_committed_within_the_batch_wait_while_checkpoints_are_pending(
+        engine):  # type: ignore[no-untyped-def]
+    """Ten events every 5 ms, each chunk with its spool position, as the pipeline submits
+    them at 2,000 msg/s: each must be committed about `max_wait` after it came, however the
+    stager's waits fall between the commits of the batches in flight."""
+    committed_at: dict[int, float] = {}
+    writer = BatchWriter(ErrorStore(engine), max_rows=5000, max_wait=0.1,
+                         on_commit=lambda position: committed_at.setdefault(
+                             position, time.monotonic()))
+    writer.start()
+    submitted_at: dict[int, float] = {}
+    try:
+        for position in range(1, 401):
+            submitted_at[position] = time.monotonic()
+            writer.submit([event(error_id=f"t{position}-{i}") for i in range(10)],
+                          position=position)
+            time.sleep(0.005)
+        wait_for(lambda: 400 in committed_at, timeout=10, message="the last checkpoint")
+    finally:
+        writer.stop()
+    # A checkpoint covers every position before it: each position is in once a later one is.
+    delays = sorted(min(at for reported, at in committed_at.items() if reported >= position)
+                    - submitted_at[position] for position in submitted_at)
+    assert delays[-1] < 0.4, f"slowest commit {delays[-1]:.3f} s after submit"
+    assert _count(engine) == 4000
