@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,11 +37,12 @@ class _Job:
     """A batch on its way: taken by the stager, committed by the writer."""
 
     store: ErrorStore
-    batch: list[tuple[ErrorEvent, float]]
+    batch: list[tuple[ErrorEvent, float]]  # (event, submitted at): put back as they came
+    events: list[ErrorEvent]
     rejections: list[Rejection]
     generation: int
     staged: bool = False
-    rows_done: bool = field(default=False)
+    rows_done: bool = False
 
 
 class BatchWriter(threading.Thread):
@@ -156,9 +157,9 @@ class BatchWriter(threading.Thread):
                 self._free.put(store)
                 self._give(None)
                 return
-            job = _Job(store, batch, rejections, generation)
-            if batch:
-                job.staged = store.stage([event for event, _ in batch])
+            job = _Job(store, batch, [event for event, _ in batch], rejections, generation)
+            if job.events:
+                job.staged = store.stage(job.events)
             if not self._give(job):
                 self._put_back(job)
                 return
@@ -236,26 +237,21 @@ class BatchWriter(threading.Thread):
                 self._write(job)
                 self._advance(len(job.batch), job.generation)
                 return True
-            except StoreUnavailable as exc:
-                job.staged = False
+            except Exception as exc:
+                job.staged = False  # a failed write rolled the staging table back
                 attempt += 1
-                self._mark_down(exc)
+                if isinstance(exc, StoreUnavailable):
+                    self._mark_down(exc)
+                else:
+                    log.exception("unexpected failure writing a batch of %d; retrying",
+                                  len(job.batch))
                 if self._stopping and time.monotonic() >= self._flush_deadline:
                     return False
                 delay = self.backoff.compute(attempt)
-                if self._stopping:
-                    delay = min(delay, max(0.0, self._flush_deadline - time.monotonic()))
-                    time.sleep(delay)
+                if self._stopping:  # the stop event is set: sleep, within the deadline
+                    time.sleep(min(delay, max(0.0, self._flush_deadline - time.monotonic())))
                 else:
                     self._stop_event.wait(delay)
-            except Exception:
-                log.exception("unexpected failure writing a batch of %d; retrying",
-                              len(job.batch))
-                job.staged = False
-                attempt += 1
-                if self._stopping and time.monotonic() >= self._flush_deadline:
-                    return False
-                time.sleep(self.backoff.compute(attempt))
 
     def _advance(self, rows: int, generation: int) -> None:
         """Report the furthest marker whose events and dead letters are all committed."""
@@ -294,7 +290,7 @@ class BatchWriter(threading.Thread):
         store = job.store
         if job.batch and not job.rows_done:
             staged, job.staged = job.staged, False
-            result = store.write_batch([event for event, _ in job.batch], staged=staged)
+            result = store.write_batch(job.events, staged=staged)
             job.rows_done = True  # committed: a retry writes only the dead letters
             with self._cond:  # no longer pending, now stored: keep the counts' sum steady
                 self._in_flight -= len(job.batch)
@@ -312,7 +308,7 @@ class BatchWriter(threading.Thread):
             self.refused += len(result.refused)
             self.batches += 1
             self.last_batch_rows = len(job.batch)
-            oldest = min(event.received_at for event, _ in job.batch)
+            oldest = min(event.received_at for event in job.events)
             self.last_store_latency = (datetime.now(UTC) - oldest).total_seconds()
         if job.rejections:
             store.write_rejections(job.rejections)

@@ -134,21 +134,20 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+# Keys whose values come from a fixed list, matched in lower case.
+_CLOSED_VALUES = {"severity": SEVERITIES, "category": CATEGORIES}
+
+
 def _key_values(key: str, raw: str) -> tuple[str, ...]:
     values = tuple(v.strip() for v in raw.split(",") if v.strip())
     if not values:
         raise SearchError(f"{key}: needs a value, e.g. {key}:{_EXAMPLES[key]}")
-    if key == "severity":
+    allowed = _CLOSED_VALUES.get(key)
+    if allowed is not None:
         values = tuple(v.lower() for v in values)
-        bad = [v for v in values if v not in SEVERITIES]
+        bad = [v for v in values if v not in allowed]
         if bad:
-            raise SearchError(f"severity must be one of {', '.join(SEVERITIES)}; "
-                              f"got {bad[0][:40]!r}")
-    elif key == "category":
-        values = tuple(v.lower() for v in values)
-        bad = [v for v in values if v not in CATEGORIES]
-        if bad:
-            raise SearchError(f"category must be one of {', '.join(CATEGORIES)}; "
+            raise SearchError(f"{key} must be one of {', '.join(allowed)}; "
                               f"got {bad[0][:40]!r}")
     elif key == "symbol":
         # Symbols are upper case by convention; accept the value as typed and in upper case.

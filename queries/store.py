@@ -220,16 +220,15 @@ class ErrorStore:
         if not events or not self.can_stage:
             return False
         try:
-            self._stage(self._connection(), events)
+            conn = self._connection()
+        except StoreUnavailable:
+            return False
+        try:
+            self._stage(conn, events)
             return True
         except Exception as exc:  # noqa: BLE001 - write_batch meets it again and reports it
             log.debug("could not stage a batch of %d: %s", len(events), exc)
-            self._staging_ready = False
-            try:
-                if self._conn is not None:
-                    self._conn.rollback()
-            except Exception:  # noqa: BLE001 - a dead connection cannot roll back
-                self._drop_connection()
+            self._abandon(conn)
             return False
 
     def write_batch(self, events: Sequence[ErrorEvent], staged: bool = False) -> BatchResult:
@@ -242,7 +241,6 @@ class ErrorStore:
         while True:
             try:
                 new, hook_results = self._insert(events, staged)
-                staged = False
                 return BatchResult(inserted=len(new), duplicates=len(events) - len(new),
                                    new_events=new, hook_results=hook_results)
             except StoreUnavailable:
@@ -298,13 +296,17 @@ class ErrorStore:
             conn.commit()
             return new, hook_results
         except Exception:
-            # A staging table made in this transaction is gone with its rollback.
-            self._staging_ready = False
-            try:
-                conn.rollback()
-            except Exception:  # noqa: BLE001 - a dead connection cannot roll back
-                self._drop_connection()
+            self._abandon(conn)
             raise
+
+    def _abandon(self, conn) -> None:  # type: ignore[no-untyped-def]
+        """Roll the open transaction back (a dead connection is dropped instead)."""
+        # A staging table made in this transaction is gone with its rollback.
+        self._staging_ready = False
+        try:
+            conn.rollback()
+        except Exception:  # noqa: BLE001 - a dead connection cannot roll back
+            self._drop_connection()
 
     def _run_hooks(self, conn, new: list[ErrorEvent]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         """Run the hooks in a savepoint: a failing hook must never cost the rows themselves."""

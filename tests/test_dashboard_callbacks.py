@@ -19,6 +19,7 @@ from dashboard.pages.trends import plot_text, trends_view
 from ingest.ring_buffer import RingBuffer
 from queries.store import ErrorStore
 from queries.trends import HourlyRollup
+from tests.dash_tree import component_nodes
 from tests.factories import event
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -193,22 +194,28 @@ def test_every_page_renders_through_the_router(monitor, path, search, marker) ->
     assert marker in str(answer)
 
 
+def _post_feed(monitor, tick: int, categories: list[str] | None, cursor: dict[str, int],  # type: ignore[no-untyped-def]
+               changed: list[str]) -> Any:
+    """The Overview's live-list callback, as the browser calls it."""
+    outputs = [{"id": ids.ERROR_LIST, "property": "rowTransaction"},
+               {"id": ids.ERROR_LIST, "property": "rowData"},
+               {"id": ids.LIVE_CURSOR, "property": "data"}]
+    return _post(monitor.dash_app.server.test_client(),
+                 f"..{ids.ERROR_LIST}.rowTransaction...{ids.ERROR_LIST}.rowData..."
+                 f"{ids.LIVE_CURSOR}.data..", outputs,
+                 [{"id": ids.LIVE_INTERVAL, "property": "n_intervals", "value": tick},
+                  {"id": ids.CATEGORY_FILTER, "property": "value", "value": categories},
+                  {"id": ids.SEVERITY_FILTER, "property": "value", "value": None}],
+                 [{"id": ids.LIVE_CURSOR, "property": "data", "value": cursor}],
+                 changed)
+
+
 def test_the_feed_callback_sends_a_transaction(monitor) -> None:  # type: ignore[no-untyped-def]
     ring = monitor.ingest.ring
     ring.extend([event(error_id="old")])
     cursor = {"seq": ring.last_seq, "shown": 1}
     ring.extend([event(error_id="new")])
-    outputs = [{"id": ids.ERROR_LIST, "property": "rowTransaction"},
-               {"id": ids.ERROR_LIST, "property": "rowData"},
-               {"id": ids.LIVE_CURSOR, "property": "data"}]
-    answer = _post(monitor.dash_app.server.test_client(),
-                   f"..{ids.ERROR_LIST}.rowTransaction...{ids.ERROR_LIST}.rowData..."
-                   f"{ids.LIVE_CURSOR}.data..", outputs,
-                   [{"id": ids.LIVE_INTERVAL, "property": "n_intervals", "value": 5},
-                    {"id": ids.CATEGORY_FILTER, "property": "value", "value": None},
-                    {"id": ids.SEVERITY_FILTER, "property": "value", "value": None}],
-                   [{"id": ids.LIVE_CURSOR, "property": "data", "value": cursor}],
-                   [f"{ids.LIVE_INTERVAL}.n_intervals"])
+    answer = _post_feed(monitor, 5, None, cursor, [f"{ids.LIVE_INTERVAL}.n_intervals"])
     grid = answer["response"][ids.ERROR_LIST]
     assert [r["id"] for r in grid["rowTransaction"]["add"]] == ["new"]
     assert "rowData" not in grid
@@ -241,15 +248,6 @@ def test_search_step_says_what_is_wrong(engine) -> None:  # type: ignore[no-unty
 
 
 # -- text, never HTML ---------------------------------------------------------------------
-def _walk(component: Any) -> list[Any]:
-    found = [component]
-    children = getattr(component, "children", None)
-    for child in children if isinstance(children, list) else [children]:
-        if child is not None and not isinstance(child, (str, int, float)):
-            found.extend(_walk(child))
-    return found
-
-
 def test_the_detail_renders_producer_text_as_plain_strings() -> None:
     nasty = "<img src=x onerror=alert(1)> <b>bold</b>"
     detail = render_detail({
@@ -257,7 +255,7 @@ def test_the_detail_renders_producer_text_as_plain_strings() -> None:
         "category": "pattern", "symbol": "<b>S</b>", "component": None, "operation": None,
         "source": "TickStockPL", "traceback": "Traceback <i>", "context": {"h": nasty},
         "timestamp": "2025-01-01T00:00:00Z", "createdAt": None})
-    nodes = _walk(detail)
+    nodes = component_nodes(detail)
     assert any(getattr(n, "children", None) == nasty for n in nodes)
     for node in nodes:
         assert "dangerously_allow_html" not in getattr(node, "_prop_names", [])
@@ -281,18 +279,8 @@ def test_a_filter_change_sent_with_a_tick_still_reloads(monitor) -> None:  # typ
     ring = monitor.ingest.ring
     ring.extend([event(error_id="db", category="database"), event(error_id="net",
                                                                   category="network")])
-    outputs = [{"id": ids.ERROR_LIST, "property": "rowTransaction"},
-               {"id": ids.ERROR_LIST, "property": "rowData"},
-               {"id": ids.LIVE_CURSOR, "property": "data"}]
-    answer = _post(monitor.dash_app.server.test_client(),
-                   f"..{ids.ERROR_LIST}.rowTransaction...{ids.ERROR_LIST}.rowData..."
-                   f"{ids.LIVE_CURSOR}.data..", outputs,
-                   [{"id": ids.LIVE_INTERVAL, "property": "n_intervals", "value": 9},
-                    {"id": ids.CATEGORY_FILTER, "property": "value", "value": ["database"]},
-                    {"id": ids.SEVERITY_FILTER, "property": "value", "value": None}],
-                   [{"id": ids.LIVE_CURSOR, "property": "data",
-                     "value": {"seq": ring.last_seq, "shown": 2}}],
-                   [f"{ids.LIVE_INTERVAL}.n_intervals", f"{ids.CATEGORY_FILTER}.value"])
+    answer = _post_feed(monitor, 9, ["database"], {"seq": ring.last_seq, "shown": 2},
+                        [f"{ids.LIVE_INTERVAL}.n_intervals", f"{ids.CATEGORY_FILTER}.value"])
     grid = answer["response"][ids.ERROR_LIST]
     assert [r["id"] for r in grid["rowData"]] == ["db"]
     # The reload clears the grid's last transaction, or the grid would apply it again on top

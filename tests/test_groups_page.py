@@ -23,6 +23,7 @@ from queries.group_reads import group_detail, list_groups
 from queries.groups import GroupsHook
 from queries.store import ErrorStore
 from tests.conftest import wait_for
+from tests.dash_tree import component_nodes
 from tests.factories import event, payload
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -161,18 +162,9 @@ def test_only_a_click_on_a_title_opens_the_group() -> None:
 
 
 # -- one group ----------------------------------------------------------------------------------
-def _walk(component: Any) -> list[Any]:
-    found = [component]
-    children = getattr(component, "children", None)
-    for child in children if isinstance(children, list) else [children]:
-        if child is not None and not isinstance(child, (str, int, float)):
-            found.extend(_walk(child))
-    return found
-
-
 def test_the_group_page_shows_events_symbols_and_the_latest_traceback(engine) -> None:  # type: ignore[no-untyped-def]
     loader, _ = _two_groups(engine)
-    nodes = _walk(page.group_layout(engine, loader))
+    nodes = component_nodes(page.group_layout(engine, loader))
     texts = [n.children for n in nodes if isinstance(getattr(n, "children", None), str)]
     assert "LoaderError: failed for AAPL after 0 retries" in texts
     assert "Traceback (most recent call last):\n  load 2" in texts  # the newest event's
