@@ -17,20 +17,20 @@ from typing import Any
 import dash
 from sqlalchemy.engine import Engine
 
-from dashboard.alerts_api import create_alerts_blueprint
+from alerts.api import create_alerts_blueprint
 from dashboard.factory import create_dash_app
-from dashboard.groups_api import create_groups_blueprint
 from dashboard.monitor_api import create_monitor_blueprint
 from dashboard.security import Access, install_security, refusal_reason
-from ingest.live_feed import LiveFeedFollower
+from groups.api import create_groups_blueprint
 from ingest.process_log import configure_logging, mask_tree, secret_fragments, stop_on_sigterm
 from ingest.service import IngestService
 from ingest.spool_format import SpoolBusy
+from live.feed import LiveFeedFollower
 from queries.engine import make_engine
-from queries.retention_job import RetentionJob
 from queries.schema import create_schema
 from queries.search import ensure_trigram_indexes
 from queries.trends import HourlyRollup
+from retention.job import RetentionJob
 from settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("tickstock.app")

@@ -188,7 +188,7 @@ def prepare_database(admin_url: str, rows: int, days: int, reuse: bool) -> str:
     conn = psycopg2.connect(url)
     try:
         try:  # a partitioned error_logs gets its daily partitions, as the retention job makes
-            from queries.partitions import ensure_days
+            from retention.partitions import ensure_days
 
             first = (end - timedelta(days=days)).date()
             made = ensure_days(conn, [first + timedelta(days=i) for i in range(days + 2)])

@@ -40,10 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ingest.service import IngestService
 from queries.engine import make_engine
-from queries.partitions import ensure_days
-from queries.retention import Retention, RetentionPolicy
 from queries.schema import create_schema
 from queries.store import BatchResult
+from retention.partitions import ensure_days
+from retention.run import Retention, RetentionPolicy
 from settings import Settings
 
 TARGET_JOB_SECONDS = 5.0

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from dashboard.export import csv_chunks
-from dashboard.live import LiveView
+from live.view import LiveView
 from queries.health import health_status
 from queries.reads import error_statistics, get_error, recent_errors
 from queries.search import (

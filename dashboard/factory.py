@@ -17,10 +17,12 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, dcc, html
 from sqlalchemy.engine import Engine
 
+from alerts import page as alerts
 from dashboard import ids, navbar, notices
 from dashboard.api import create_api_blueprint, install_error_pages
-from dashboard.live import LiveView
-from dashboard.pages import alerts, errors, groups, monitor, overview, trends
+from dashboard.pages import errors, monitor, overview, trends
+from groups import page as groups
+from live.view import LiveView
 from queries.trends import HourlyRollup
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"

@@ -12,10 +12,10 @@ from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html, no_u
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from alerts.store import count_firing
 from dashboard import ids
 from dashboard.components import ago, interval
-from dashboard.live import LiveView
-from queries.alert_store import count_firing
+from live.view import LiveView
 from queries.health import Health, health_status
 
 LABELS = {"operational": "Operational", "degraded": "Degraded", "critical": "Critical",

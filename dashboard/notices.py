@@ -24,7 +24,7 @@ from dash import Dash, Input, Output, Patch, State, ctx, dcc, html, no_update
 from dashboard import ids
 from dashboard.components import utc_text
 from dashboard.detail import detail_href
-from dashboard.live import LiveView
+from live.view import LiveView
 
 MAX_PER_SECOND = 10
 COOLDOWN = 10.0

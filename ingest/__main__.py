@@ -1,7 +1,7 @@
 """`python -m ingest`: the ingest as its own process, for a web side served elsewhere.
 
 It reads ERROR_CHANNEL (or the stream), stores every error, runs the daily retention job,
-and publishes the live feed (`ingest/live_feed.py`) that each web worker (`gunicorn
+and publishes the live feed (`live/feed.py`) that each web worker (`gunicorn
 app:server`, or `python app.py` with INGEST_ENABLED=false) follows. Run it exactly once per
 channel with INGEST_SOURCE=pubsub; with INGEST_SOURCE=stream, as many as you like share the
 stream's consumer group (retention then runs in one of them at a time: a PostgreSQL
@@ -20,7 +20,6 @@ import sys
 import time
 from typing import Any
 
-from ingest.live_feed import LiveFeedPublisher
 from ingest.process_log import (
     configure_logging,
     mask_tree,
@@ -30,10 +29,11 @@ from ingest.process_log import (
 )
 from ingest.service import IngestService
 from ingest.spool_format import SpoolBusy
+from live.feed import LiveFeedPublisher
 from queries.engine import make_engine
-from queries.retention_job import RetentionJob
 from queries.schema import create_schema
 from queries.search import ensure_trigram_indexes
+from retention.job import RetentionJob
 from settings import SettingsError, load_settings
 
 log = logging.getLogger("tickstock.ingest")

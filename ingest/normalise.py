@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from ingest.fingerprint import compute_fingerprint
+from groups.fingerprint import compute_fingerprint
 from queries.records import (
     CATEGORIES,
     COLUMN_LIMITS,

@@ -17,8 +17,8 @@ from typing import Any
 from ingest.batch_writer import BatchWriter
 from ingest.file_log import write_event, write_rejection
 from ingest.normalise import Limits, normalise
-from ingest.ring_buffer import Entry, RingBuffer
 from ingest.spool import Spool
+from live.ring_buffer import Entry, RingBuffer
 from queries.records import SEVERITY_RANK, ErrorEvent, Rejection
 
 log = logging.getLogger(__name__)

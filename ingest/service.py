@@ -9,42 +9,30 @@ import gc
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from ingest.alert_keeper import AlertKeeper
-from ingest.alerts import AlertEngine, AlertRules, Notice
+from alerts.keeper import AlertKeeper
+from alerts.rules import AlertEngine, AlertRules, Notice
+from alerts.webhook import WebhookNotifier
+from groups.hook import GroupsHook
 from ingest.batch_writer import BatchWriter
 from ingest.file_log import close_error_log, open_error_log
 from ingest.normalise import Limits
 from ingest.pipeline import Pipeline
 from ingest.process_log import redact_url, secret_fragments
-from ingest.ring_buffer import RingBuffer
 from ingest.spool import Spool
 from ingest.stream_source import StreamSubscriber
 from ingest.subscriber import Subscriber
-from ingest.webhook import WebhookNotifier
-from queries.groups import GroupsHook
+from live.ring_buffer import RingBuffer
+from live.status import ListeningState, conservation
 from queries.records import iso_utc
 from queries.store import BatchResult, ErrorStore
 from settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ListeningState:
-    """What the monitor itself can see: enough for the health rule's `unknown`."""
-
-    subscribed: bool
-    store_ok: bool
-    not_listening_since: datetime | None
-    last_message_at: datetime | None
-    # Why the monitor cannot see, when it knows better than "not subscribed".
-    blind_reason: str | None = None
 
 
 # The counters that only grow; the status gives each a per-second rate.
@@ -292,15 +280,6 @@ def alert_rules(settings: Settings) -> AlertRules:
         critical_window=timedelta(minutes=settings.alert_resolve_minutes),
         database_window=timedelta(minutes=settings.alert_resolve_minutes),
         repeat=timedelta(minutes=settings.alert_repeat_minutes))
-
-
-def conservation(counters: dict[str, int]) -> dict[str, Any]:
-    """received + replayed must equal everything accounted for; `holds` says if it does."""
-    came = counters["received"] + counters["replayed"]
-    went = (counters["stored"] + counters["duplicate"] + counters["rejected"]
-            + counters["refused"] + counters["log_only"] + counters["spool_unread"]
-            + counters["pending_write"] + counters["dropped"])
-    return {"in": came, "accountedFor": went, "holds": came == went}
 
 
 def history(gaps: list[tuple[datetime, datetime | None, str]],

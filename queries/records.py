@@ -43,7 +43,7 @@ class ErrorEvent:
     context: dict[str, Any]
     timestamp: datetime
     received_at: datetime
-    fingerprint: str | None = None  # the error group (ingest/fingerprint.py)
+    fingerprint: str | None = None  # the error group (groups/fingerprint.py)
 
     def to_summary(self) -> dict[str, Any]:
         """The short shape of the REST API's lists (`id` is the producer's `error_id`)."""

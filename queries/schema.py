@@ -4,14 +4,14 @@
 in step.
 
 On PostgreSQL `error_logs` is partitioned by day on "timestamp" (RANGE), so retention drops
-whole days instead of deleting rows (queries/partitions.py makes the days ahead). A
+whole days instead of deleting rows (retention/partitions.py makes the days ahead). A
 partitioned table cannot hold UNIQUE(error_id) (a unique key must include the partition key),
 so the small unpartitioned `error_ids` table keeps "the same error_id again is stored once":
 the store inserts there first, ON CONFLICT DO NOTHING, and writes only the ids that were new.
 A DEFAULT partition takes rows of days that have no partition (old events, clocks in the
 future), so no row is ever refused for its date. SQLite has one plain table with the unique
 key. A PostgreSQL `error_logs` made by an older version (unpartitioned) keeps working as it
-is; `python -m queries.retention --migrate` converts it.
+is; `python -m retention --migrate` converts it.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ rejected_messages = Table(
 )
 
 # Error groups (one line per problem): kept current by the batch writer, in the batch's
-# transaction (queries/groups.py).
+# transaction (groups/hook.py).
 error_groups = Table(
     "error_groups",
     metadata,
@@ -126,7 +126,7 @@ error_group_symbols = Table(
     Column("last_seen", DateTime(timezone=True), nullable=False),
 )
 
-# Alerts (ingest/alerts.py): one row per firing, kept after it resolves as history.
+# Alerts (alerts/rules.py): one row per firing, kept after it resolves as history.
 alerts = Table(
     "alerts",
     metadata,

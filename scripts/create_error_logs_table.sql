@@ -2,7 +2,7 @@
 -- hand: psql "$DATABASE_URL" -f scripts/create_error_logs_table.sql
 -- The monitor creates the same tables itself on start (queries/schema.py); keep both in step.
 -- For a database that already has an unpartitioned error_logs (made by an older version of
--- this file), see README "Retention": python -m queries.retention --migrate.
+-- this file), see README "Retention": python -m retention --migrate.
 
 -- Errors, partitioned by day on "timestamp" so that retention drops whole days. The daily
 -- partitions (error_logs_p20241030 for 2024-10-30 UTC, ...) are made by the monitor's
@@ -78,7 +78,7 @@ CREATE TABLE IF NOT EXISTS rejected_messages (
 );
 CREATE INDEX IF NOT EXISTS idx_rejected_messages_received_at ON rejected_messages (received_at);
 
--- Error groups: one line per problem (queries/groups.py keeps them current).
+-- Error groups: one line per problem (groups/hook.py keeps them current).
 CREATE TABLE IF NOT EXISTS error_groups (
     fingerprint        VARCHAR(40) PRIMARY KEY,
     title              TEXT NOT NULL,

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.alerts import AlertEngine, AlertRules, Notice, Silence
-from ingest.fingerprint import fingerprint
+from alerts.rules import AlertEngine, AlertRules, Notice, Silence
+from groups.fingerprint import fingerprint
 from tests.factories import event
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

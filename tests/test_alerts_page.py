@@ -20,11 +20,11 @@ from selenium.webdriver.common.by import By
 from sqlalchemy import text
 
 import app as app_module
+from alerts import page
+from alerts.keeper import alert_row
+from alerts.rules import AlertEngine, AlertRules
+from alerts.store import add_silence, list_silences, save_alerts
 from dashboard import ids, navbar
-from dashboard.pages import alerts as page
-from ingest.alert_keeper import alert_row
-from ingest.alerts import AlertEngine, AlertRules
-from queries.alert_store import add_silence, list_silences, save_alerts
 from queries.engine import make_engine
 from tests.conftest import wait_for
 from tests.factories import event, payload

@@ -16,7 +16,7 @@ from dashboard.notices import COOLDOWN, MAX_PER_SECOND, plan_notices
 from dashboard.pages import overview
 from dashboard.pages.errors import search_step
 from dashboard.pages.trends import plot_text, trends_view
-from ingest.ring_buffer import RingBuffer
+from live.ring_buffer import RingBuffer
 from queries.store import ErrorStore
 from queries.trends import HourlyRollup
 from tests.dash_tree import component_nodes

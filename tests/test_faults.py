@@ -21,7 +21,8 @@ import psycopg2
 import pytest
 from sqlalchemy import text
 
-from ingest.service import IngestService, conservation
+from ingest.service import IngestService
+from live.status import conservation
 from queries.engine import make_engine
 from queries.schema import create_schema
 from tests.conftest import wait_for

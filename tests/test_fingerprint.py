@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.fingerprint import _mask_line, fingerprint, mask
-from queries.groups import group_title
+from groups.fingerprint import _mask_line, fingerprint, mask
+from groups.hook import group_title
 from tests.factories import event
 
 SAME = [

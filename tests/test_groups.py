@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.fingerprint import fingerprint
-from queries.group_reads import group_detail, list_groups
-from queries.groups import GroupNotFound, GroupsHook, set_state
+from groups.fingerprint import fingerprint
+from groups.hook import GroupNotFound, GroupsHook, set_state
+from groups.reads import group_detail, list_groups
 from queries.store import ErrorStore
 from tests.factories import event
 

@@ -17,10 +17,10 @@ from selenium.webdriver.common.by import By
 
 import app as app_module
 from dashboard import ids
-from dashboard.pages import groups as page
-from ingest.fingerprint import fingerprint
-from queries.group_reads import group_detail, list_groups
-from queries.groups import GroupsHook
+from groups import page
+from groups.fingerprint import fingerprint
+from groups.hook import GroupsHook
+from groups.reads import group_detail, list_groups
 from queries.store import ErrorStore
 from tests.conftest import wait_for
 from tests.dash_tree import component_nodes

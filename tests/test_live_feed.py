@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 import app as app_module
-from ingest.live_feed import (
+from live.feed import (
     FeedNames,
     LiveFeedFollower,
     LiveFeedPublisher,
     combine,
     parse_published,
 )
-from ingest.ring_buffer import Entry
+from live.ring_buffer import Entry
 from tests.conftest import REDIS_URL, wait_for
 from tests.factories import event
 
@@ -168,7 +168,7 @@ def test_the_publisher_never_blocks_the_pipeline_when_redis_is_away():  # type: 
 
 def test_wire_format_round_trips_an_event():  # type: ignore[no-untyped-def]
     original = event(error_id="w1", context={"symbol": "AAPL", "n": [1, 2]}, symbol="AAPL")
-    from ingest.live_feed import encode_event
+    from live.feed import encode_event
 
     message = b"41|[" + encode_event(original) + b"]"
     (entry,) = parse_published(message)

@@ -19,11 +19,11 @@ from dash import no_update
 import app as app_module
 from dashboard import ids
 from dashboard.pages import monitor
-from ingest.live_feed import LiveFeedFollower
 from ingest.service import IngestService
+from live.feed import LiveFeedFollower
 from queries.engine import make_engine
-from queries.retention_job import RetentionJob
 from queries.schema import create_schema
+from retention.job import RetentionJob
 from tests.conftest import REDIS_URL, wait_for
 from tests.factories import payload
 from tests.redis_server import PrivateRedis, free_port

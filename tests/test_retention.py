@@ -17,12 +17,7 @@ import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.engine import Engine
 
-from queries import archive as archive_module
-from queries.archive import ArchiveWriter, read_archive
-from queries.partitions import list_partitions, partition_name
 from queries.records import Rejection
-from queries.retention import Retention, RetentionPolicy
-from queries.retention_job import RetentionJob, next_run_after
 from queries.schema import (
     create_schema,
     error_logs,
@@ -31,6 +26,11 @@ from queries.schema import (
     rejected_messages,
 )
 from queries.store import ErrorStore
+from retention import archive as archive_module
+from retention.archive import ArchiveWriter, read_archive
+from retention.job import RetentionJob, next_run_after
+from retention.partitions import list_partitions, partition_name
+from retention.run import Retention, RetentionPolicy
 from settings import SettingsError, load_settings
 from tests.conftest import wait_for
 from tests.factories import event
@@ -621,7 +621,7 @@ def test_the_command_line_dry_run_now_and_restore(tmp_path):  # type: ignore[no-
                 "PYTHONPATH": str(ROOT)})
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "queries.retention", *args], cwd=tmp_path,
+        return subprocess.run([sys.executable, "-m", "retention", *args], cwd=tmp_path,
                               env=env, capture_output=True, text=True, timeout=60)
 
     dry = cli("--dry-run")

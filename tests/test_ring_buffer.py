@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from ingest.ring_buffer import RingBuffer
+from live.ring_buffer import RingBuffer
 from tests.factories import event
 
 

@@ -10,7 +10,8 @@ import psycopg2
 import pytest
 from sqlalchemy import func, select
 
-from ingest.service import IngestService, conservation
+from ingest.service import IngestService
+from live.status import conservation
 from queries.schema import error_logs
 from tests.conftest import fresh_schema, wait_for
 

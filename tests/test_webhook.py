@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from redis.backoff import ExponentialWithJitterBackoff
 
-from ingest.alerts import Notice
-from ingest.webhook import WebhookNotifier, retry_after_seconds
+from alerts.rules import Notice
+from alerts.webhook import WebhookNotifier, retry_after_seconds
 from tests.conftest import wait_for
 
 NOTICE = Notice("firing", {"id": "a1", "rule": "critical_error", "key": "fp", "count": 1,

@@ -33,7 +33,7 @@ from dashboard.components import (
     store_row,
 )
 from dashboard.detail import find_error, open_detail_on_click, render_detail
-from dashboard.live import LiveView
+from live.view import LiveView
 from queries.records import iso_utc, parse_iso_utc
 from queries.search import SearchError, SearchTimeout, parse_query, search_errors
 

@@ -31,14 +31,14 @@ from dashboard.components import (
     store_row,
 )
 from dashboard.detail import open_detail_on_click
-from dashboard.live import LiveView
-from dashboard.pages.groups import (
+from groups.page import (
     digest,
     group_columns,
     group_grid_options,
     overview_rows,
     title_click_href,
 )
+from live.view import LiveView
 from queries.reads import SHOWN_SEVERITIES
 from queries.records import CATEGORIES
 from queries.search import KeyTerm, SearchQuery, search_errors

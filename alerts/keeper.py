@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from ingest.alerts import Alert, AlertEngine, Silence
-from queries.alert_store import ignored_fingerprints, list_silences, load_firing, save_alerts
+from alerts.rules import Alert, AlertEngine, Silence
+from alerts.store import ignored_fingerprints, list_silences, load_firing, save_alerts
 
 log = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ from dashboard import ids
 from dashboard.api import BadParameter
 from dashboard.components import GRID_OPTIONS, RANGES, severity_badge, utc_text
 from dashboard.detail import detail_href
-from dashboard.groups_api import MAX_BULK, parse_state_change
 from dashboard.pages.trends import GRAPH_CONFIG
-from queries.group_reads import SORTS, group_detail, list_groups
-from queries.groups import GroupNotFound, set_state
+from groups.api import MAX_BULK, parse_state_change
+from groups.hook import GroupNotFound, set_state
+from groups.reads import SORTS, group_detail, list_groups
 
 LIST_LIMIT = 200
 REFRESH_MS = 5000

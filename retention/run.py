@@ -1,10 +1,10 @@
 """Retention: remove what is older than RETENTION_DAYS, archived first when asked; and the
 maintenance commands.
 
-    python -m queries.retention --dry-run         what would go, counts per day
-    python -m queries.retention --now             run it now (a progress bar on a terminal)
-    python -m queries.retention --restore FILE..  load archives back (duplicates ignored)
-    python -m queries.retention --migrate         make an unpartitioned error_logs partitioned
+    python -m retention --dry-run         what would go, counts per day
+    python -m retention --now             run it now (a progress bar on a terminal)
+    python -m retention --restore FILE..  load archives back (duplicates ignored)
+    python -m retention --migrate         make an unpartitioned error_logs partitioned
 
 With cutoff = now - RETENTION_DAYS (a row exactly at the cutoff stays), a run removes:
 - error_logs rows with "timestamp" < cutoff. On partitioned PostgreSQL whole expired days are
@@ -37,7 +37,16 @@ import psycopg2
 from sqlalchemy import delete, desc, insert, select
 from sqlalchemy.engine import Engine
 
-from queries.archive import (
+from queries.records import iso_utc
+from queries.schema import (
+    DEFAULT_PARTITION,
+    error_logs_layout,
+    maintenance_runs,
+    metadata,
+    postgres_error_logs_ddl,
+)
+from queries.store import sqlite_time
+from retention.archive import (
     ArchiveError,
     ArchiveWriter,
     Mark,
@@ -46,7 +55,7 @@ from queries.archive import (
     sqlite_values,
     table_of,
 )
-from queries.partitions import (
+from retention.partitions import (
     DdlTimer,
     LockBusy,
     Partition,
@@ -63,15 +72,6 @@ from queries.partitions import (
     partition_name,
     switch_to_partitioned,
 )
-from queries.records import iso_utc
-from queries.schema import (
-    DEFAULT_PARTITION,
-    error_logs_layout,
-    maintenance_runs,
-    metadata,
-    postgres_error_logs_ddl,
-)
-from queries.store import sqlite_time
 
 log = logging.getLogger(__name__)
 
@@ -888,7 +888,7 @@ def main(argv: list[str] | None = None) -> int:
     from queries.schema import create_schema
     from settings import SettingsError, load_settings
 
-    parser = argparse.ArgumentParser(prog="python -m queries.retention", description=(
+    parser = argparse.ArgumentParser(prog="python -m retention", description=(
         "Retention of the error store: what is older than RETENTION_DAYS goes."))
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--dry-run", action="store_true",

@@ -21,7 +21,7 @@ from email.utils import parsedate_to_datetime
 
 from redis.backoff import ExponentialWithJitterBackoff
 
-from ingest.alerts import Notice
+from alerts.rules import Notice
 
 log = logging.getLogger(__name__)
 

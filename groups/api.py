@@ -11,8 +11,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.api import MAX_HOURS, BadParameter, int_param
-from queries.group_reads import SORTS, group_detail, list_groups
-from queries.groups import SETTABLE_STATES, STATES, GroupNotFound, set_state
+from groups.hook import SETTABLE_STATES, STATES, GroupNotFound, set_state
+from groups.reads import SORTS, group_detail, list_groups
 
 MAX_BULK = 500
 

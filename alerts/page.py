@@ -1,6 +1,6 @@
 """Alerts (`/alerts`): what is firing now, the silences that hold notifications back, history.
 
-The ingest's alert engine (ingest/alerts.py) decides what fires and resolves and writes it to
+The ingest's alert engine (alerts/rules.py) decides what fires and resolves and writes it to
 the `alerts` table; this page only reads that table and manages silences, through the same
 store functions and the same validation (`alerts_api.parse_silence`) as the REST API, so the
 form answers a bad silence with the API's words. A new or ended silence reaches the engine
@@ -37,18 +37,18 @@ from flask import has_request_context, request
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from dashboard import ids
-from dashboard.alerts_api import RULES, parse_silence
-from dashboard.api import BadParameter
-from dashboard.components import ago, empty_state, utc_text
-from dashboard.detail import detail_href
-from queries.alert_store import (
+from alerts.api import RULES, parse_silence
+from alerts.store import (
     add_silence,
     count_alerts,
     delete_silence,
     list_alerts,
     list_silences,
 )
+from dashboard import ids
+from dashboard.api import BadParameter
+from dashboard.components import ago, empty_state, utc_text
+from dashboard.detail import detail_href
 from queries.records import parse_iso_utc
 
 REFRESH_MS = 3000

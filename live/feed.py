@@ -44,8 +44,8 @@ import orjson
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 
-from ingest.ring_buffer import Entry, RingBuffer
-from ingest.service import ListeningState, conservation
+from live.ring_buffer import Entry, RingBuffer
+from live.status import ListeningState, conservation
 from queries.records import ErrorEvent, iso_utc, parse_iso_utc
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from alerts.store import add_silence, delete_silence, list_alerts, list_silences
 from dashboard.api import BadParameter, int_param
-from queries.alert_store import add_silence, delete_silence, list_alerts, list_silences
 
 RULES = ("critical_error", "error_rate", "category_burst", "symbol_pattern_failures",
          "database_error")

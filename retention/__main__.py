@@ -1,0 +1,5 @@
+import sys
+
+from retention.run import main
+
+sys.exit(main())
