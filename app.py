@@ -17,11 +17,8 @@ from typing import Any
 import dash
 from sqlalchemy.engine import Engine
 
-from alerts.api import create_alerts_blueprint
 from dashboard.factory import create_dash_app
-from dashboard.monitor_api import create_monitor_blueprint
 from dashboard.security import Access, install_security, refusal_reason
-from groups.api import create_groups_blueprint
 from ingest.process_log import configure_logging, mask_tree, secret_fragments, stop_on_sigterm
 from ingest.service import IngestService
 from ingest.spool_format import SpoolBusy
@@ -101,9 +98,6 @@ def build(settings: Settings) -> Monitor:
                        else _with_retention(live.status, retention), settings)
     rollup = HourlyRollup(engine)
     dash_app = create_dash_app(engine, live, rollup, status)
-    dash_app.server.register_blueprint(create_monitor_blueprint(status))
-    dash_app.server.register_blueprint(create_groups_blueprint(engine))
-    dash_app.server.register_blueprint(create_alerts_blueprint(engine))
     install_security(dash_app, access_for(settings))
     return Monitor(settings, engine, ingest, dash_app, follower, retention, rollup)
 

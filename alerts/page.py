@@ -2,10 +2,10 @@
 
 The ingest's alert engine (alerts/rules.py) decides what fires and resolves and writes it to
 the `alerts` table; this page only reads that table and manages silences, through the same
-store functions and the same validation (`alerts_api.parse_silence`) as the REST API, so the
-form answers a bad silence with the API's words. A new or ended silence reaches the engine
-within a few seconds (the alert keeper reloads silences every 3 s); the page refreshes every
-few seconds and so shows the alert as silenced soon after.
+commands (alerts/commands.py) as the REST API, so the form answers a bad silence with the
+API's words. A new or ended silence reaches the engine within a few seconds (the alert keeper
+reloads silences every 3 s); the page refreshes every few seconds and so shows the alert as
+silenced soon after.
 
 Every producer string (keys, summaries, messages, reasons) is a plain Dash child: React
 renders it as text.
@@ -37,33 +37,19 @@ from flask import has_request_context, request
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from alerts.api import RULES, parse_silence
-from alerts.store import (
-    add_silence,
-    count_alerts,
-    delete_silence,
-    list_alerts,
-    list_silences,
-)
+from alerts import commands
+from alerts.catalog import GROUP_KEYED, RULE_TEXT, RULES
+from alerts.store import count_alerts, list_alerts, list_silences
 from dashboard import ids
-from dashboard.api import BadParameter
 from dashboard.components import ago, empty_state, utc_text
 from dashboard.detail import detail_href
 from queries.records import parse_iso_utc
+from queries.validation import BadParameter
 
 REFRESH_MS = 3000
 HISTORY_STEP = 25
 MAX_FIRING = 500
 DEFAULT_CREATOR = "dashboard"
-RULE_TEXT = {
-    "critical_error": "Any critical error (one alert per error group)",
-    "error_rate": "Too many errors in a minute (key: all)",
-    "category_burst": "A burst of one category (key: the category)",
-    "symbol_pattern_failures": "Repeated pattern failures for a symbol (key: the symbol)",
-    "database_error": "Any database error (one alert per error group)",
-}
-# Rules whose key is an error group's fingerprint: their alerts link to the group too.
-GROUP_KEYED = frozenset({"critical_error", "database_error"})
 DURATIONS = {"30": "30 minutes", "60": "1 hour", "240": "4 hours", "1440": "1 day",
              "10080": "1 week", "until": "Until a time…"}
 DEFAULT_DURATION = "60"
@@ -218,21 +204,23 @@ def alerts_view(engine: Engine, history_limit: int = HISTORY_STEP,
                       silences=[silence_row(s, now) for s in active])
 
 
-def silence_body(rule: str | None, key: str | None, duration: str | None,
-                 until_iso: str | None, reason: str | None, who: str) -> dict[str, Any]:
-    """The form's fields as the API's POST body; a blank key means every key of the rule."""
-    body: dict[str, Any] = {"rule": rule, "reason": (reason or "").strip(), "createdBy": who}
-    if (key or "").strip():
-        body["key"] = (key or "").strip()
+def silence_request(rule: str | None, key: str | None, duration: str | None,
+                    until_iso: str | None, reason: str | None, who: str,
+                    now: datetime) -> commands.SilenceRequest:
+    """The form's fields as a checked silence; a blank key means every key of the rule."""
+    until: str | None = None
+    minutes: int | None = None
     if duration == "until":
         if not until_iso:
             raise BadParameter("pick the time the silence ends")
-        body["until"] = until_iso
+        until = until_iso
     elif duration in DURATIONS:
-        body["minutes"] = int(duration)
+        minutes = int(duration)
     else:
         raise BadParameter(f"choose how long the silence lasts, got {duration!r}")
-    return body
+    return commands.silence_request(rule, (key or "").strip() or None, now, until=until,
+                                    minutes=minutes, reason=(reason or "").strip(),
+                                    created_by=who)
 
 
 def create_silence(engine: Engine, rule: str | None, key: str | None, duration: str | None,
@@ -241,8 +229,8 @@ def create_silence(engine: Engine, rule: str | None, key: str | None, duration: 
     """(the new silence, a sentence for the page) or (None, what is wrong)."""
     now = now or datetime.now(UTC)
     try:
-        fields = parse_silence(silence_body(rule, key, duration, until_iso, reason, who), now)
-        silence = add_silence(engine, now=now, **fields)
+        request = silence_request(rule, key, duration, until_iso, reason, who, now)
+        silence = commands.add_silence(engine, request, now)
     except BadParameter as exc:
         text = str(exc)
         return None, f"Not created: {text[:1].upper()}{text[1:]}."
@@ -256,7 +244,7 @@ def create_silence(engine: Engine, rule: str | None, key: str | None, duration: 
 def end_silence(engine: Engine, silence_id: str) -> tuple[bool, str]:
     """(ended, a sentence for the page)."""
     try:
-        ended = delete_silence(engine, silence_id[:64])
+        ended = commands.end_silence(engine, silence_id)
     except SQLAlchemyError:
         return False, "Not ended: the alert store cannot be written right now."
     if not ended:

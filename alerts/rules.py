@@ -29,12 +29,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from queries.records import ErrorEvent, iso_utc
+from alerts.catalog import INHIBITED_BY_DATABASE, RULES
+from queries.records import SERIOUS, ErrorEvent, iso_utc
 
-RULES = ("critical_error", "error_rate", "category_burst", "symbol_pattern_failures",
-         "database_error")
-INHIBITED_BY_DATABASE = ("category_burst", "symbol_pattern_failures")
-_SERIOUS = frozenset({"error", "critical"})
 Clock = Callable[[], datetime]
 
 
@@ -198,7 +195,7 @@ class AlertEngine:
             try:
                 for event in events:
                     severity = event.severity
-                    if severity not in _SERIOUS or event.fingerprint in ignored:
+                    if severity not in SERIOUS or event.fingerprint in ignored:
                         continue
                     fp = event.fingerprint or event.error_id
                     category = event.category

@@ -1,6 +1,7 @@
 """Build the Dash app: the shell (navbar, notices, detail dialog), the pages, the REST API.
 
-Routing is one dcc.Location and one callback that returns the page's layout; each page
+Routing is one dcc.Location and one callback that returns the page's layout, from the route
+table (dashboard/routes.py); each page
 module holds its layout and registers its own callbacks on the app it is given, so every
 `create_dash_app` call builds a fresh, independent app (tests build many).
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote
 
 import dash
 import dash_bootstrap_components as dbc
@@ -18,41 +18,19 @@ from dash import Input, Output, dcc, html
 from sqlalchemy.engine import Engine
 
 from alerts import page as alerts
-from dashboard import ids, navbar, notices
-from dashboard.api import create_api_blueprint, install_error_pages
+from alerts.api import create_alerts_blueprint
+from dashboard import ids, navbar, notices, routes
+from dashboard.api import create_api_blueprint
+from dashboard.errors import install_error_handlers
+from dashboard.monitor_api import create_monitor_blueprint
 from dashboard.pages import errors, monitor, overview, trends
 from groups import page as groups
+from groups.api import create_groups_blueprint
 from live.view import LiveView
 from queries.trends import HourlyRollup
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ASYNC_CHUNKS = ("dash_ag_grid/async-community.js", "dash/dcc/async-dropdown.js")
-
-
-def resolve(pathname: str | None, search: str | None) -> tuple[str, dict[str, str]]:
-    """(page name, parameters) for a URL: overview, errors, detail, trends, groups, group,
-    alerts, monitor or missing."""
-    path = (pathname or "/").rstrip("/") or "/"
-    query = {k: v[-1] for k, v in parse_qs((search or "").lstrip("?")).items()}
-    if path == "/":
-        return "overview", query
-    if path == "/errors":
-        if query.get("id"):
-            return "detail", {"id": query["id"]}
-        return "errors", query
-    if path.startswith("/errors/"):
-        return "detail", {"id": unquote(path[len("/errors/"):])}
-    if path == "/trends":
-        return "trends", query
-    if path == "/groups":
-        return "groups", query
-    if path.startswith("/groups/"):
-        return "group", {"fingerprint": unquote(path[len("/groups/"):])}
-    if path == "/alerts":
-        return "alerts", query
-    if path == "/monitor":
-        return "monitor", query
-    return "missing", {"path": path}
 
 
 def shell(engine: Engine, live: LiveView) -> Any:
@@ -83,7 +61,7 @@ def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None 
     """
     app = dash.Dash(
         __name__,
-        title="TickStock Error Monitor",
+        title=routes.APP_TITLE,
         assets_folder=str(ASSETS),
         # Bootstrap is vendored in assets/: these machines have no CDN.
         external_stylesheets=[],
@@ -100,32 +78,15 @@ def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None 
         'as="script">' for c in ASYNC_CHUNKS)
     app.index_string = app.index_string.replace("{%css%}", "{%css%}\n        " + preload, 1)
 
+    wiring = routes.Wiring(engine, live, rollup, status)
+
     @app.callback(
         Output(ids.PAGE, "children"),
         Input(ids.URL, "pathname"),
         Input(ids.URL, "search"),
     )
-    def route(pathname, search):  # type: ignore[no-untyped-def]
-        page, params = resolve(pathname, search)
-        if page == "overview":
-            return overview.layout(engine, live, rollup)
-        if page == "errors":
-            return errors.layout(params)
-        if page == "detail":
-            return errors.detail_layout(engine, live, params["id"])
-        if page == "trends":
-            return trends.layout()
-        if page == "groups":
-            return groups.layout(engine, params)
-        if page == "group":
-            return groups.group_layout(engine, params["fingerprint"])
-        if page == "alerts":
-            return alerts.layout(engine, params)
-        if page == "monitor":
-            return monitor.layout(status)
-        return html.Div([html.H4("Page not found"),
-                         html.P(["Nothing lives at ", html.Code(params["path"]), "."]),
-                         dcc.Link("Go to the overview", href="/")], className="py-4")
+    def route(pathname: str | None, search: str | None) -> Any:
+        return routes.render(wiring, pathname, search)
 
     @app.callback(
         Output(ids.DETAIL_MODAL, "is_open", allow_duplicate=True),
@@ -140,15 +101,7 @@ def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None 
         return False, False
 
     app.clientside_callback(
-        """function (pathname) {
-            var titles = {"/": "Overview", "/errors": "Errors", "/trends": "Trends",
-                          "/groups": "Groups", "/alerts": "Alerts", "/monitor": "Monitor"};
-            var key = (pathname || "/").replace(/\\/+$/, "") || "/";
-            var name = titles[key] || (key.indexOf("/errors/") === 0 ? "Error" :
-                       key.indexOf("/groups/") === 0 ? "Group" : "");
-            document.title = (name ? name + " · " : "") + "TickStock Error Monitor";
-            return window.dash_clientside.no_update;
-        }""",
+        routes.title_script(),
         Output(ids.CLIENT_EFFECT, "data", allow_duplicate=True),
         Input(ids.URL, "pathname"),
         prevent_initial_call="initial_duplicate",
@@ -162,8 +115,12 @@ def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None 
     groups.register_callbacks(app, engine)
     alerts.register_callbacks(app, engine)
     monitor.register_callbacks(app, status)
-    install_error_pages(app.server)
+    install_error_handlers(app.server)
+    # Every blueprint, registered here and nowhere else.
     app.server.register_blueprint(create_api_blueprint(engine, live, rollup))
+    app.server.register_blueprint(create_monitor_blueprint(status))
+    app.server.register_blueprint(create_groups_blueprint(engine))
+    app.server.register_blueprint(create_alerts_blueprint(engine))
 
     @app.server.get("/healthz")
     def healthz():  # type: ignore[no-untyped-def]

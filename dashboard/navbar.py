@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from alerts.store import count_firing
 from dashboard import ids
 from dashboard.components import ago, interval
+from dashboard.routes import Route, nav_routes
 from live.view import LiveView
 from queries.health import Health, health_status
 
@@ -28,7 +29,7 @@ def health_view(engine: Engine, live: LiveView,
     """(badge text, badge classes, reason, monitor line) for the health badge."""
     state = live.listening_state()
     health: Health = health_status(engine, state.subscribed, state.store_ok, now,
-                                   getattr(state, "blind_reason", None))
+                                   state.blind_reason)
     line = monitor_line(state, now)
     return (LABELS[health.status], f"badge health-badge health-{health.colour}",
             health.reason, line)
@@ -36,7 +37,7 @@ def health_view(engine: Engine, live: LiveView,
 
 def monitor_line(state: Any, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
-    if not state.subscribed and getattr(state, "blind_reason", None):
+    if not state.subscribed and state.blind_reason:
         return "ingest not running: no heartbeat"
     if not state.subscribed:
         since = state.not_listening_since
@@ -83,20 +84,15 @@ def layout(engine: Engine, live: LiveView) -> Any:
                    persistence=True, persistence_type="local"),
     ]), target=ids.SETTINGS_BUTTON, trigger="legacy", placement="bottom-end")
     badge_text, badge_classes, badge_title = alerts_badge(engine)
+    badge = dbc.Badge(badge_text, id=ids.ALERTS_BADGE, color="danger", pill=True,
+                      className=badge_classes, title=badge_title)
     # A plain <nav>: it takes the page's light or dark theme (dbc.Navbar fixes one).
     return html.Nav(dbc.Container([
         dcc.Link("TickStock Error Monitor", href="/", className="navbar-brand fw-semibold"),
         dbc.Nav([
-            dbc.NavItem(dbc.NavLink("Overview", href="/", active="exact")),
-            dbc.NavItem(dbc.NavLink("Errors", href="/errors", active="partial")),
-            dbc.NavItem(dbc.NavLink("Trends", href="/trends", active="partial")),
-            dbc.NavItem(dbc.NavLink("Groups", href="/groups", active="partial")),
-            dbc.NavItem(dbc.NavLink([
-                "Alerts",
-                dbc.Badge(badge_text, id=ids.ALERTS_BADGE, color="danger", pill=True,
-                          className=badge_classes, title=badge_title),
-            ], href="/alerts", active="partial")),
-            dbc.NavItem(dbc.NavLink("Monitor", href="/monitor", active="partial")),
+            dbc.NavItem(dbc.NavLink(_link_text(route, badge), href=route.path,
+                                    active="exact" if route.path == "/" else "partial"))
+            for route in nav_routes()
         ], className="me-auto", navbar=True),
         html.Div([
             html.Span(line, id=ids.MONITOR_LINE, className="small text-body-secondary me-3 "
@@ -110,6 +106,11 @@ def layout(engine: Engine, live: LiveView) -> Any:
         interval(ids.NAV_INTERVAL, NAV_TICK_MS),
     ], fluid=True, className="flex-wrap"),
         className="navbar navbar-expand-md bg-body-tertiary border-bottom mb-3")
+
+
+def _link_text(route: Route, alerts_badge: Any) -> Any:
+    """A nav link's text; the Alerts link carries the count of firing alerts."""
+    return [route.title, alerts_badge] if route.name == "alerts" else route.title
 
 
 def register_callbacks(app: Dash, engine: Engine, live: LiveView) -> None:

@@ -25,13 +25,13 @@ from dashboard import ids
 from dashboard.components import utc_text
 from dashboard.detail import detail_href
 from live.view import LiveView
+from queries.records import SERIOUS
 
 MAX_PER_SECOND = 10
 COOLDOWN = 10.0
 MAX_TOASTS_KEPT = 5
 MAX_CRITICALS_LISTED = 20
 TOAST_MS = {"error": 8000, "critical": 20000}
-SERIOUS = ("error", "critical")
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,6 @@ from psycopg2.extras import execute_values
 
 from queries.records import SEVERITY_RANK, ErrorEvent
 
-STATES = ("unresolved", "resolved", "ignored", "regressed")
-SETTABLE_STATES = ("unresolved", "resolved", "ignored")
 Clock = Callable[[], datetime]
 
 
@@ -263,33 +261,3 @@ def effective_state(state: str, ignore_until: datetime | None, now: datetime) ->
 
 class GroupNotFound(LookupError):
     pass
-
-
-def set_state(conn: Any, dialect: str, fingerprint: str, state: str, now: datetime,
-              until: datetime | None = None, count: int | None = None) -> None:
-    """Resolve, ignore or reopen a group; raises GroupNotFound for an unknown fingerprint.
-
-    `count` ignores the group until that many more events have arrived."""
-    if state not in SETTABLE_STATES:
-        raise ValueError(f"state must be one of {', '.join(SETTABLE_STATES)}, got {state!r}")
-    mark = "%s" if dialect == "postgresql" else "?"
-    cur = conn.cursor()
-    lock = " FOR UPDATE" if dialect == "postgresql" else ""
-    cur.execute(f"SELECT event_count FROM error_groups WHERE fingerprint = {mark}{lock}",
-                (fingerprint,))
-    row = cur.fetchone()
-    if row is None:
-        cur.close()
-        raise GroupNotFound(fingerprint)
-    until_count = row[0] + count if (state == "ignored" and count) else None
-    cur.execute(
-        f"UPDATE error_groups SET state = {mark}, state_changed_at = {mark}, "
-        f"ignore_until = {mark}, ignore_until_count = {mark}, "
-        f"resolved_at = {mark} WHERE fingerprint = {mark}",
-        (state, _to_db(now, dialect),
-         _to_db(until, dialect) if (state == "ignored" and until) else None,
-         until_count,
-         _to_db(now, dialect) if state == "resolved" else None, fingerprint))
-    cur.close()
-
-

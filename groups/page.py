@@ -2,8 +2,8 @@
 
 The list refreshes every few seconds but sends rows only when they changed (a digest of the
 last rows sent lives in a dcc.Store), and it never touches `selectedRows` on a refresh, so a
-selection survives it. Resolve and ignore go through `parse_state_change` and `set_state`,
-the same validation and the same SQL as `POST /api/groups/state`.
+selection survives it. Resolve and ignore go through groups/commands.py, the same validation
+and the same transaction as `POST /api/groups/state`.
 
 Titles, symbols, messages and tracebacks come from producers: they go to Dash as plain
 strings or grid cell values (text), never as HTML or Markdown.
@@ -28,13 +28,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard import ids
-from dashboard.api import BadParameter
 from dashboard.components import GRID_OPTIONS, RANGES, severity_badge, utc_text
 from dashboard.detail import detail_href
 from dashboard.pages.trends import GRAPH_CONFIG
-from groups.api import MAX_BULK, parse_state_change
-from groups.hook import GroupNotFound, set_state
+from groups import commands
+from groups.commands import MAX_BULK
+from groups.hook import GroupNotFound
 from groups.reads import SORTS, group_detail, list_groups
+from queries.validation import BadParameter
 
 LIST_LIMIT = 200
 REFRESH_MS = 5000
@@ -49,8 +50,8 @@ SPARK_EMPTY = "·"
 STATE_COLOURS = {"unresolved": "warning", "regressed": "danger", "resolved": "success",
                  "ignored": "secondary"}
 
-# What each triage button does: the body `POST /api/groups/state` would get (times and the
-# count filled in when the button is pressed).
+# The triage buttons: each is a state change of groups/commands.py (times and the count
+# filled in when the button is pressed).
 ACTIONS = {
     "resolve": "Resolve",
     "ignore": "Ignore for good",
@@ -219,24 +220,20 @@ def change_state(engine: Engine, fingerprints: Sequence[str], action: str,
         return StateChange(False, f"Nothing changed: at most {MAX_BULK} groups at once.")
     if action not in ACTIONS:
         return StateChange(False, f"Nothing changed: unknown action {action[:40]!r}.")
-    body: dict[str, Any] = {"state": {"resolve": "resolved", "reopen": "unresolved"}
-                            .get(action, "ignored")}
-    if action in _IGNORE_SPANS:
-        body["until"] = (now + _IGNORE_SPANS[action]).isoformat()
+    state = {"resolve": "resolved", "reopen": "unresolved"}.get(action, "ignored")
+    until = now + _IGNORE_SPANS[action] if action in _IGNORE_SPANS else None
     if action == "ignore-count":
         if ignore_count in (None, ""):
             return StateChange(False, "Nothing changed: enter how many more events (N).")
         # A number input may hand over 5.0 for 5; anything else goes to the validation.
         if isinstance(ignore_count, float) and ignore_count.is_integer():
             ignore_count = int(ignore_count)
-        body["count"] = ignore_count
+    else:
+        ignore_count = None
     try:
-        _, until, count = parse_state_change(body, now)
-        with engine.begin() as conn:
-            raw = conn.connection.dbapi_connection
-            for fingerprint in fingerprints:
-                set_state(raw, engine.dialect.name, fingerprint, body["state"], now, until,
-                          count)
+        request = commands.state_request(state, now, until=until, count=ignore_count)
+        commands.change_states(engine, fingerprints, request, now)
+        until, count = request.until, request.count
     except BadParameter as exc:
         return StateChange(False, f"Nothing changed: {exc}.")
     except GroupNotFound as exc:

@@ -1,10 +1,13 @@
 """What the web side needs from the running ingest, as protocols: the dashboard never
-imports ingest internals; `app.py` hands it an object with this shape."""
+imports ingest internals; `app.py` hands it an object with this shape (the IngestService
+in one process, a LiveFeedFollower in a web worker)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Protocol
+
+from queries.records import ErrorEvent
 
 
 class ListeningStateLike(Protocol):
@@ -12,11 +15,13 @@ class ListeningStateLike(Protocol):
     store_ok: bool
     not_listening_since: datetime | None
     last_message_at: datetime | None
+    # Why the monitor cannot see, when it knows better than "not subscribed".
+    blind_reason: str | None
 
 
 class EntryLike(Protocol):
     seq: int
-    event: Any  # queries.records.ErrorEvent
+    event: ErrorEvent
 
 
 class RingLike(Protocol):

@@ -8,6 +8,8 @@ from typing import Any
 
 SEVERITIES = ("debug", "info", "warning", "error", "critical")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+# The severities that alert, notify on the page and count as errors in health.
+SERIOUS = frozenset({"error", "critical"})
 CATEGORIES = (
     "pattern", "indicator", "database", "network", "validation", "performance",
     "configuration", "security", "integration", "websocket", "redis", "unknown",
@@ -120,6 +122,12 @@ def parse_iso_utc(value: datetime | str | None) -> datetime | None:
             return None
     else:
         return None
+    return as_utc(moment)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """`moment` as an aware UTC datetime; a naive one is taken as UTC, never local time
+    (SQLite and raw DB-API cursors hand back naive datetimes; every time written is UTC)."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 

@@ -35,6 +35,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from queries.reads import as_utc, error_summary
 from queries.records import CATEGORIES, SEVERITIES
 from queries.schema import error_logs
+from queries.validation import BadParameter
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ _TOKEN = re.compile(r"""
 _LIKE_ESCAPE = "/"
 
 
-class SearchError(ValueError):
+class SearchError(BadParameter):
     """A search the monitor cannot run as asked; the text says what to change."""
 
 

@@ -11,11 +11,11 @@ import pytest
 import app as app_module
 from dashboard import ids
 from dashboard.detail import render_detail
-from dashboard.factory import resolve
 from dashboard.notices import COOLDOWN, MAX_PER_SECOND, plan_notices
 from dashboard.pages import overview
 from dashboard.pages.errors import search_step
 from dashboard.pages.trends import plot_text, trends_view
+from dashboard.routes import resolve
 from live.ring_buffer import RingBuffer
 from queries.store import ErrorStore
 from queries.trends import HourlyRollup

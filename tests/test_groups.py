@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from groups.commands import change_states, state_request
 from groups.fingerprint import fingerprint
-from groups.hook import GroupNotFound, GroupsHook, set_state
+from groups.hook import GroupNotFound, GroupsHook
 from groups.reads import group_detail, list_groups
 from queries.store import ErrorStore
 from tests.factories import event
@@ -42,9 +43,7 @@ def store(engine, clock):  # type: ignore[no-untyped-def]
 
 
 def _state(engine, fp, state, clock, **kw):  # type: ignore[no-untyped-def]
-    with engine.begin() as conn:
-        set_state(conn.connection.dbapi_connection, engine.dialect.name, fp, state, clock(),
-                  **kw)
+    change_states(engine, [fp], state_request(state, clock(), **kw), clock())
 
 
 def _group(engine, fp, clock):  # type: ignore[no-untyped-def]
