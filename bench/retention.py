@@ -43,7 +43,8 @@ from queries.engine import make_engine
 from queries.schema import create_schema
 from queries.store import BatchResult
 from retention.partitions import ensure_days
-from retention.run import Retention, RetentionPolicy
+from retention.policy import RetentionPolicy
+from retention.run import Retention
 from settings import Settings
 
 TARGET_JOB_SECONDS = 5.0

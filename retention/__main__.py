@@ -1,5 +1,5 @@
 import sys
 
-from retention.run import main
+from retention.cli import main
 
 sys.exit(main())

@@ -20,7 +20,8 @@ from sqlalchemy.engine import Engine
 from tzlocal import get_localzone
 
 from queries.records import iso_utc
-from retention.run import Clock, Retention, RetentionPolicy, RunReport, utc_now
+from retention.policy import Clock, RetentionPolicy, RunReport, utc_now
+from retention.run import Retention
 from settings import Settings, parse_time_of_day
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,8 @@
 """Retention: remove what is older than RETENTION_DAYS, archived first when asked; and the
 maintenance commands.
 
-    python -m retention --dry-run         what would go, counts per day
-    python -m retention --now             run it now (a progress bar on a terminal)
-    python -m retention --restore FILE..  load archives back (duplicates ignored)
-    python -m retention --migrate         make an unpartitioned error_logs partitioned
+The commands (`python -m retention --dry-run | --now | --restore | --migrate`) are in
+retention/cli.py, restore in retention/restore.py, the migration in retention/migrate.py.
 
 With cutoff = now - RETENTION_DAYS (a row exactly at the cutoff stays), a run removes:
 - error_logs rows with "timestamp" < cutoff. On partitioned PostgreSQL whole expired days are
@@ -20,15 +18,11 @@ On PostgreSQL it also makes the daily partitions RETENTION_PARTITIONS_AHEAD days
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,24 +31,21 @@ import psycopg2
 from sqlalchemy import delete, desc, insert, select
 from sqlalchemy.engine import Engine
 
-from queries.records import iso_utc
+from queries.records import as_utc, iso_utc
 from queries.schema import (
     DEFAULT_PARTITION,
     error_logs_layout,
     maintenance_runs,
     metadata,
-    postgres_error_logs_ddl,
 )
 from queries.store import sqlite_time
 from retention.archive import (
     ArchiveError,
     ArchiveWriter,
     Mark,
-    read_archive,
     sqlite_row_json,
-    sqlite_values,
-    table_of,
 )
+from retention.migrate import migrate
 from retention.partitions import (
     DdlTimer,
     LockBusy,
@@ -66,142 +57,28 @@ from retention.partitions import (
     drop_detached,
     ensure_days,
     ident,
-    legacy_exists,
     list_partitions,
-    move_legacy_rows,
     partition_name,
-    switch_to_partitioned,
 )
+from retention.policy import (
+    JOB,
+    RULES,
+    Clock,
+    Plan,
+    Progress,
+    RetentionPolicy,
+    Rule,
+    RunRecord,
+    RunReport,
+    utc_now,
+)
+from retention.restore import restore_archives, table_columns
+from retention.run_lock import SqliteRunLock
 
 log = logging.getLogger(__name__)
 
-JOB = "retention"
 # One run at a time per PostgreSQL database (the app's job and a `--now` by hand).
 _PG_LOCK_KEY = 7_415_361_829_001
-_sqlite_locks: dict[str, threading.Lock] = {}
-_sqlite_locks_guard = threading.Lock()
-# Tables whose rows count as "removed" (error_ids is bookkeeping).
-_COUNTED = ("error_logs", "rejected_messages", "alerts", "error_groups", "error_group_symbols",
-            "alert_silences")
-
-Clock = Callable[[], datetime]
-Progress = Callable[[str, int], None]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What retention removes from one table besides error_logs: rows whose `time_column` is
-    before the cutoff and that meet `where` (SQL on alias `t`); skipped when the table or a
-    needed column is missing (tables other features add)."""
-
-    table: str
-    time_column: str
-    where: str = ""
-    needs: tuple[str, ...] = ()
-    archive: bool = True
-    other_tables: tuple[str, ...] = ()  # tables `where` reads
-
-
-RULES = (
-    Rule("rejected_messages", "received_at"),
-    Rule("alerts", "ended_at", "t.state = 'resolved'", ("state",)),
-    # A group with events left is kept whatever its last_seen says; a resolved or ignored one
-    # is kept even without events, so that its next event is a regression or stays ignored.
-    Rule("error_groups", "last_seen", "t.state NOT IN ('resolved', 'ignored') AND NOT EXISTS "
-         "(SELECT 1 FROM error_logs e WHERE e.fingerprint = t.fingerprint)",
-         ("state", "fingerprint")),
-    Rule("error_group_symbols", "last_seen", "NOT EXISTS "
-         "(SELECT 1 FROM error_groups g WHERE g.fingerprint = t.fingerprint)", ("fingerprint",),
-         other_tables=("error_groups",)),
-    Rule("alert_silences", "until", archive=False),
-)
-
-
-@dataclass(frozen=True)
-class RetentionPolicy:
-    days: int = 30
-    archive_dir: str = ""
-    batch_rows: int = 10_000
-    partitions_ahead: int = 7
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> RetentionPolicy:
-        return cls(days=settings.retention_days, archive_dir=settings.retention_archive_dir,
-                   batch_rows=settings.retention_batch_rows,
-                   partitions_ahead=settings.retention_partitions_ahead)
-
-
-@dataclass
-class RunReport:
-    started_at: datetime
-    cutoff: datetime
-    layout: str = ""
-    finished_at: datetime | None = None
-    ok: bool = False
-    error: str | None = None
-    skipped: str | None = None
-    removed: dict[str, int] = field(default_factory=dict)
-    partitions_created: list[str] = field(default_factory=list)
-    partitions_dropped: list[str] = field(default_factory=list)
-    partitions_trimmed: list[str] = field(default_factory=list)
-    archive_files: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    duration_seconds: float = 0.0
-    longest_lock_seconds: float = 0.0
-    phases: dict[str, float] = field(default_factory=dict)  # step -> seconds
-
-    @property
-    def rows_removed(self) -> int:
-        return sum(n for table, n in self.removed.items() if table in _COUNTED)
-
-    def count(self, table: str, rows: int) -> None:
-        self.removed[table] = self.removed.get(table, 0) + rows
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "startedAt": iso_utc(self.started_at),
-            "finishedAt": iso_utc(self.finished_at) if self.finished_at else None,
-            "cutoff": iso_utc(self.cutoff), "layout": self.layout, "ok": self.ok,
-            "error": self.error, "skipped": self.skipped, "rowsRemoved": self.rows_removed,
-            "removed": dict(self.removed), "partitionsCreated": self.partitions_created,
-            "partitionsDropped": self.partitions_dropped,
-            "partitionsTrimmed": self.partitions_trimmed, "archiveFiles": self.archive_files,
-            "notes": self.notes, "durationSeconds": round(self.duration_seconds, 3),
-            "longestLockSeconds": round(self.longest_lock_seconds, 4),
-            "phases": {step: round(seconds, 3) for step, seconds in self.phases.items()},
-        }
-
-
-@dataclass
-class Plan:
-    """What a run would do now: rows per table and day, partitions to drop, trim and make."""
-
-    cutoff: datetime
-    layout: str
-    days: dict[str, dict[str, int]] = field(default_factory=dict)
-    drop: list[str] = field(default_factory=list)
-    trim: list[str] = field(default_factory=list)
-    create: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        return sum(sum(days.values()) for days in self.days.values())
-
-
-@dataclass
-class RunRecord:
-    """The last run as kept in maintenance_runs."""
-
-    started_at: datetime
-    finished_at: datetime | None
-    ok: bool
-    rows_removed: int
-    detail: dict[str, Any]
 
 
 class _Stopped(RuntimeError):
@@ -216,6 +93,7 @@ class Retention:
         self.policy = policy
         self.clock = clock
         self.dialect = engine.dialect.name
+        self._sqlite_lock: SqliteRunLock | None = None
 
     # -- connection and the one-run-at-a-time lock ---------------------------------------
     def _connect(self) -> Any:
@@ -237,13 +115,13 @@ class Retention:
             cur.close()
             conn.commit()
             return got
-        with _sqlite_locks_guard:
-            lock = _sqlite_locks.setdefault(str(self.engine.url), threading.Lock())
-        return lock.acquire(blocking=False)
+        self._sqlite_lock = SqliteRunLock(self.engine.url.database)
+        return self._sqlite_lock.acquire()
 
     def _release(self, conn: Any) -> None:
-        if self.dialect != "postgresql":
-            _sqlite_locks[str(self.engine.url)].release()
+        if self.dialect != "postgresql" and self._sqlite_lock is not None:
+            self._sqlite_lock.release()
+            self._sqlite_lock = None
         # PostgreSQL: the advisory lock goes with the (detached) connection when it closes.
 
     def layout(self, conn: Any) -> str:
@@ -292,7 +170,7 @@ class Retention:
                     pass
             if not report.skipped:
                 self._record(report)
-            log.info("retention: %s", _summary(report))
+            log.info("retention: %s", summary(report))
         return report
 
     def _record(self, report: RunReport) -> None:
@@ -327,8 +205,9 @@ class Retention:
             detail = json.loads(row.detail) if row.detail else {}
         except ValueError:
             detail = {}
-        return RunRecord(_utc(row.started_at), _utc(row.finished_at) if row.finished_at else None,
-                         bool(row.ok), int(row.rows_removed), detail)
+        finished = as_utc(row.finished_at) if row.finished_at else None
+        return RunRecord(as_utc(row.started_at), finished, bool(row.ok), int(row.rows_removed),
+                         detail)
 
     # -- dry run ----------------------------------------------------------------------------
     def plan(self) -> Plan:
@@ -361,93 +240,18 @@ class Retention:
         finally:
             conn.close()
 
-    # -- restore ----------------------------------------------------------------------------
     def restore(self, paths: Iterable[str | Path],
                 progress: Progress | None = None) -> dict[str, dict[str, int]]:
-        """Load archive files back; rows already there are skipped. Returns read/inserted."""
-        totals: dict[str, dict[str, int]] = {}
-        for path in paths:
-            table = table_of(path)
-            if table not in metadata.tables:
-                raise ValueError(f"{path}: unknown table {table}")
-            counts = totals.setdefault(table, {"read": 0, "inserted": 0})
-            chunk: list[dict[str, Any]] = []
-            for document in read_archive(path):
-                chunk.append(document)
-                if len(chunk) >= 2000:
-                    counts["inserted"] += self._restore_chunk(table, chunk)
-                    counts["read"] += len(chunk)
-                    chunk = []
-                    if progress is not None:
-                        progress(f"{Path(path).name}", counts["read"])
-            if chunk:
-                counts["inserted"] += self._restore_chunk(table, chunk)
-                counts["read"] += len(chunk)
-                if progress is not None:
-                    progress(f"{Path(path).name}", counts["read"])
-        return totals
+        """Load archive files back (retention/restore.py)."""
+        return restore_archives(self.engine, paths, progress)
 
-    def _restore_chunk(self, table: str, documents: list[dict[str, Any]]) -> int:
-        conn = self.engine.raw_connection()
-        try:
-            cur = conn.cursor()
-            existing = self._columns(cur, table)
-            keys: set[str] = set()
-            for document in documents:
-                keys.update(document)
-            columns = [c.name for c in metadata.tables[table].columns
-                       if c.name in keys and c.name in existing]
-            if table == "rejected_messages":  # the id is the sequence's: a new one is drawn
-                columns = [c for c in columns if c != "id"]
-            if self.dialect == "postgresql":
-                inserted = _restore_postgres(cur, table, columns, documents)
-            else:
-                inserted = _restore_sqlite(cur, table, columns, documents)
-            conn.commit()
-            return inserted
-        except Exception:
-            conn.rollback()
-            raise
-        finally:
-            conn.close()
-
-    def _columns(self, cur: Any, table: str) -> set[str]:
-        if self.dialect == "postgresql":
-            cur.execute("SELECT column_name FROM information_schema.columns "
-                        "WHERE table_schema = current_schema() AND table_name = %s", (table,))
-            return {row[0] for row in cur.fetchall()}
-        cur.execute(f"PRAGMA table_info({ident(table)})")
-        return {row[1] for row in cur.fetchall()}
-
-    # -- migration ----------------------------------------------------------------------------
     def migrate(self, progress: Progress | None = None) -> str:
-        """Make an unpartitioned PostgreSQL error_logs partitioned; resumes a stopped one."""
+        """Make an unpartitioned PostgreSQL error_logs partitioned (retention/migrate.py)."""
         if self.dialect != "postgresql":
             return "nothing to migrate: partitions are a PostgreSQL feature (SQLite stays as it is)"
         conn = self._connect()
         try:
-            layout = error_logs_layout(conn)
-            conn.commit()
-            if layout == "missing":
-                return "no error_logs table: start the monitor once, it makes a partitioned one"
-            # The days the kept rows fall on, and the days ahead, get their partitions, so
-            # that the moved rows (and the ingest's) land in them rather than in DEFAULT.
-            today = self.clock().astimezone(UTC).date()
-            first = today - timedelta(days=self.policy.days)
-            days = [first + timedelta(days=n)
-                    for n in range((today - first).days + self.policy.partitions_ahead + 1)]
-            recorded = 0
-            made: list[str] = []
-            if layout == "plain":
-                recorded = switch_to_partitioned(conn, postgres_error_logs_ddl(), days)
-                made = [partition_name(day) for day in days]
-            elif not legacy_exists(conn):
-                return "error_logs is already partitioned; nothing to do"
-            made += ensure_days(conn, days)
-            moved = move_legacy_rows(conn, self.policy.batch_rows,
-                                     (lambda n: progress("moving rows", n)) if progress else None)
-            return (f"error_logs is partitioned by day: {len(made)} partitions made, {moved} rows "
-                    f"moved, {recorded} error ids recorded; the old table is dropped")
+            return migrate(conn, self.policy, self.clock, progress)
         finally:
             conn.close()
 
@@ -521,7 +325,7 @@ class _Run:
     def columns(self, table: str) -> set[str]:
         if table not in self._column_cache:
             cur = self.conn.cursor()
-            self._column_cache[table] = self.retention._columns(cur, table)
+            self._column_cache[table] = table_columns(cur, self.retention.dialect, table)
             cur.close()
             self.conn.commit()
         return self._column_cache[table]
@@ -763,62 +567,11 @@ class _Run:
         return counts
 
 
-def _restore_postgres(cur: Any, table: str, columns: list[str],
-                      documents: list[dict[str, Any]]) -> int:
-    names = ", ".join(ident(c) for c in columns)
-    rows = json.dumps(documents)
-    if table == "error_logs":
-        # Through error_ids, like the store: an id stored already is a duplicate.
-        picked = ", ".join(f"r.{ident(c)}" for c in columns)
-        cur.execute(
-            "WITH r AS (SELECT DISTINCT ON (error_id) * FROM "
-            "json_populate_recordset(NULL::error_logs, %s::json) ORDER BY error_id), "
-            "new_ids AS (INSERT INTO error_ids (error_id, \"timestamp\") "
-            "SELECT error_id, \"timestamp\" FROM r ON CONFLICT (error_id) DO NOTHING "
-            f"RETURNING error_id) INSERT INTO error_logs ({names}) SELECT {picked} FROM r "
-            "JOIN new_ids n ON n.error_id = r.error_id ON CONFLICT DO NOTHING", (rows,))
-    elif table == "rejected_messages":
-        # Dead letters have no key of their own: the same time and text is the same letter.
-        cur.execute(
-            f"INSERT INTO rejected_messages ({names}) SELECT {names} FROM "
-            "json_populate_recordset(NULL::rejected_messages, %s::json) AS x WHERE NOT EXISTS "
-            "(SELECT 1 FROM rejected_messages m WHERE m.received_at = x.received_at "
-            "AND m.raw = x.raw AND m.reason = x.reason)", (rows,))
-    else:
-        cur.execute(f"INSERT INTO {ident(table)} ({names}) SELECT {names} FROM "
-                    f"json_populate_recordset(NULL::{ident(table)}, %s::json) "
-                    "ON CONFLICT DO NOTHING", (rows,))
-    return max(cur.rowcount, 0)
-
-
-def _restore_sqlite(cur: Any, table: str, columns: list[str],
-                    documents: list[dict[str, Any]]) -> int:
-    known = metadata.tables[table]
-    names = ", ".join(ident(c) for c in columns)
-    marks = ", ".join("?" * len(columns))
-    inserted = 0
-    for document in documents:
-        values = sqlite_values(known, document, columns, sqlite_time)
-        if table == "rejected_messages":
-            where = dict(zip(columns, values, strict=True))
-            cur.execute("SELECT 1 FROM rejected_messages WHERE received_at = ? AND raw = ? "
-                        "AND reason = ?", (where["received_at"], where["raw"], where["reason"]))
-            if cur.fetchone():
-                continue
-        cur.execute(f"INSERT OR IGNORE INTO {ident(table)} ({names}) VALUES ({marks})", values)
-        inserted += max(cur.rowcount, 0)
-    return inserted
-
-
 def _by_start(part: Partition) -> datetime:
     return part.lower or datetime.min.replace(tzinfo=UTC)
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _summary(report: RunReport) -> str:
+def summary(report: RunReport) -> str:
     if report.skipped:
         return f"skipped: {report.skipped}"
     parts = [f"{report.rows_removed} rows removed before {iso_utc(report.cutoff)}",
@@ -834,107 +587,3 @@ def _summary(report: RunReport) -> str:
     return ", ".join(parts)
 
 
-# -- the command line -------------------------------------------------------------------------
-class _Bar:
-    """A progress line on stderr when it is a terminal (\\r), plain lines otherwise."""
-
-    def __init__(self, total: int, stream: Any = sys.stderr) -> None:
-        self.total = max(total, 0)
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.started = time.monotonic()
-        self._last = 0.0
-
-    def __call__(self, label: str, done: int) -> None:
-        now = time.monotonic()
-        if self.tty:
-            if now - self._last < 0.1 and done < self.total:
-                return
-            self._last = now
-            share = min(1.0, done / self.total) if self.total else 1.0
-            filled = int(share * 30)
-            self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {share:6.1%} "
-                              f"{done:,}/{self.total:,} rows  {label[:40]:<40}")
-            self.stream.flush()
-        elif now - self._last >= 5.0:
-            self._last = now
-            self.stream.write(f"{done:,}/{self.total:,} rows ({label})\n")
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _print_plan(plan: Plan, out: Any) -> None:
-    out.write(f"cutoff {iso_utc(plan.cutoff)} (layout: {plan.layout})\n")
-    for table, days in plan.days.items():
-        out.write(f"{table}: {sum(days.values()):,} rows\n")
-        for day, count in days.items():
-            out.write(f"  {day}  {count:>10,}\n")
-    if plan.drop:
-        out.write(f"partitions to drop whole: {', '.join(plan.drop)}\n")
-    if plan.trim:
-        out.write(f"partitions trimmed by batched deletes: {', '.join(plan.trim)}\n")
-    if plan.create:
-        out.write(f"partitions to make ahead: {', '.join(plan.create)}\n")
-    for note in plan.skipped:
-        out.write(f"skipped {note}\n")
-    out.write(f"total: {plan.total:,} rows would be removed\n")
-
-
-def main(argv: list[str] | None = None) -> int:
-    from queries.engine import make_engine
-    from queries.schema import create_schema
-    from settings import SettingsError, load_settings
-
-    parser = argparse.ArgumentParser(prog="python -m retention", description=(
-        "Retention of the error store: what is older than RETENTION_DAYS goes."))
-    action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--dry-run", action="store_true",
-                        help="show what would go now, counts per day; change nothing")
-    action.add_argument("--now", action="store_true", help="run retention now")
-    action.add_argument("--restore", nargs="+", metavar="FILE",
-                        help="load archive files back (rows already stored are skipped)")
-    action.add_argument("--migrate", action="store_true",
-                        help="PostgreSQL: make an unpartitioned error_logs partitioned by day")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"bad setting: {exc}", file=sys.stderr)
-        return 2
-    engine = make_engine(settings.sqlalchemy_url)
-    try:
-        create_schema(engine)
-        retention = Retention(engine, RetentionPolicy.from_settings(settings))
-        if args.dry_run:
-            _print_plan(retention.plan(), sys.stdout)
-            return 0
-        if args.now:
-            bar = _Bar(retention.plan().total)
-            report = retention.run(progress=bar)
-            bar.close()
-            print(_summary(report))
-            for note in report.notes:
-                print(f"note: {note}")
-            return 0 if report.ok else 1
-        if args.restore:
-            totals = retention.restore(args.restore)
-            for table, counts in totals.items():
-                print(f"{table}: {counts['read']:,} read, {counts['inserted']:,} restored, "
-                      f"{counts['read'] - counts['inserted']:,} already there")
-            print(f"note: rows older than {settings.retention_days} days go again at the next "
-                  "retention run; raise RETENTION_DAYS to keep them")
-            return 0
-        bar = _Bar(0)
-        print(retention.migrate(progress=bar))
-        bar.close()
-        return 0
-    finally:
-        engine.dispose()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

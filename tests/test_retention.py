@@ -30,7 +30,8 @@ from retention import archive as archive_module
 from retention.archive import ArchiveWriter, read_archive
 from retention.job import RetentionJob, next_run_after
 from retention.partitions import list_partitions, partition_name
-from retention.run import Retention, RetentionPolicy
+from retention.policy import RetentionPolicy
+from retention.run import Retention
 from settings import SettingsError, load_settings
 from tests.conftest import wait_for
 from tests.factories import event
