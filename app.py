@@ -22,7 +22,7 @@ from dashboard.security import Access, install_security, refusal_reason
 from ingest.process_log import configure_logging, mask_tree, secret_fragments, stop_on_sigterm
 from ingest.service import IngestService
 from ingest.spool_format import SpoolBusy
-from live.feed import LiveFeedFollower
+from live.follower import LiveFeedFollower
 from queries.engine import make_engine
 from queries.schema import create_schema
 from queries.search import ensure_trigram_indexes

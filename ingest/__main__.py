@@ -29,7 +29,7 @@ from ingest.process_log import (
 )
 from ingest.service import IngestService
 from ingest.spool_format import SpoolBusy
-from live.feed import LiveFeedPublisher
+from live.publisher import LiveFeedPublisher
 from queries.engine import make_engine
 from queries.schema import create_schema
 from queries.search import ensure_trigram_indexes

@@ -23,7 +23,8 @@ import pytest
 from sqlalchemy import func, select
 
 from dashboard import ids
-from live.feed import FeedNames, LiveFeedFollower
+from live.feed import FeedNames
+from live.follower import LiveFeedFollower
 from queries.engine import make_engine
 from queries.schema import error_logs
 from tests.conftest import REDIS_URL, fresh_schema, wait_for

@@ -12,13 +12,9 @@ from pathlib import Path
 import pytest
 
 import app as app_module
-from live.feed import (
-    FeedNames,
-    LiveFeedFollower,
-    LiveFeedPublisher,
-    combine,
-    parse_published,
-)
+from live.feed import FeedNames, parse_published
+from live.follower import LiveFeedFollower, combine
+from live.publisher import LiveFeedPublisher
 from live.ring_buffer import Entry
 from tests.conftest import REDIS_URL, wait_for
 from tests.factories import event

@@ -20,7 +20,7 @@ import app as app_module
 from dashboard import ids
 from dashboard.pages import monitor
 from ingest.service import IngestService
-from live.feed import LiveFeedFollower
+from live.follower import LiveFeedFollower
 from queries.engine import make_engine
 from queries.schema import create_schema
 from retention.job import RetentionJob
