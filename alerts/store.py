@@ -9,8 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 
-from queries.reads import as_utc
-from queries.records import iso_utc
+from queries.records import as_utc, iso_utc
 from queries.schema import alerts, error_groups, silences
 
 _ALERT_FIELDS = ("id", "rule", "alert_key", "state", "started_at", "ended_at", "last_event_at",

@@ -22,6 +22,7 @@ from email.utils import parsedate_to_datetime
 from redis.backoff import ExponentialWithJitterBackoff
 
 from alerts.rules import Notice
+from queries.records import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,7 @@ def retry_after_seconds(value: str | None) -> float | None:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+    return max(0.0, (as_utc(moment) - datetime.now(UTC)).total_seconds())
 
 
 class WebhookNotifier(threading.Thread):

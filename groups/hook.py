@@ -15,8 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from psycopg2.extras import execute_values
-
+from queries.dialects import (
+    db_time,
+    for_update,
+    from_db_time,
+    select_in,
+    update_many,
+    write_many,
+)
 from queries.records import SEVERITY_RANK, ErrorEvent
 
 Clock = Callable[[], datetime]
@@ -47,20 +53,6 @@ class _Aggregate:
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     worst: str = "debug"
-
-
-def _to_db(moment: datetime, dialect: str) -> Any:
-    if dialect == "postgresql":
-        return moment
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def _from_db(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class GroupsHook:
@@ -108,8 +100,8 @@ class GroupsHook:
             if old is None:
                 inserts.append((fp, group_title(agg.first), agg.first.error_type,
                                 agg.first.category, agg.first.component, agg.first.operation,
-                                _to_db(agg.first_seen, dialect), _to_db(agg.last_seen, dialect),
-                                agg.count, agg.worst, "unresolved", _to_db(now, dialect)))
+                                db_time(agg.first_seen, dialect), db_time(agg.last_seen, dialect),
+                                agg.count, agg.worst, "unresolved", db_time(now, dialect)))
                 changes.append(GroupChange(fp, "unresolved", None, agg.count))
                 continue
             state = next_state(old["state"], old["ignore_until"], old["ignore_until_count"],
@@ -120,20 +112,20 @@ class GroupsHook:
             last_seen = max(old["last_seen"], agg.last_seen)  # type: ignore[type-var]
             changed = state != old["state"]
             updates.append((
-                _to_db(first_seen, dialect), _to_db(last_seen, dialect), agg.count, worst, state,
-                _to_db(now, dialect) if changed else _to_db(old["changed_at"] or now, dialect),
-                _to_db(now, dialect) if state == "regressed" and changed
-                else (_to_db(old["regressed_at"], dialect) if old["regressed_at"] else None),
+                db_time(first_seen, dialect), db_time(last_seen, dialect), agg.count, worst, state,
+                db_time(now, dialect) if changed else db_time(old["changed_at"] or now, dialect),
+                db_time(now, dialect) if state == "regressed" and changed
+                else (db_time(old["regressed_at"], dialect) if old["regressed_at"] else None),
                 fp))
             changes.append(GroupChange(fp, state, old["state"], agg.count))
         if inserts:
-            _write_many(
+            write_many(
                 cur, dialect,
                 "INSERT INTO error_groups (fingerprint, title, error_type, category, component, "
                 "operation, first_seen, last_seen, event_count, worst_severity, state, "
                 "state_changed_at) VALUES {values}", inserts)
         if updates:
-            _update_many(
+            update_many(
                 cur, dialect, "error_groups",
                 {"first_seen": "timestamptz", "last_seen": "timestamptz",
                  "event_count": "bigint", "worst_severity": "text", "state": "text",
@@ -147,91 +139,46 @@ class GroupsHook:
     def _existing(self, cur: Any, dialect: str,
                   fingerprints: list[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
-        lock = " FOR UPDATE" if dialect == "postgresql" else ""
-        for row in _select_in(cur, dialect,
+        lock = for_update(dialect)
+        for row in select_in(cur, dialect,
                               "SELECT fingerprint, state, ignore_until, ignore_until_count, "
                               "event_count, worst_severity, first_seen, last_seen, "
                               "state_changed_at, regressed_at FROM error_groups "
                               "WHERE fingerprint {in_list}" + lock, fingerprints):
             found[row[0]] = {
-                "state": row[1], "ignore_until": _from_db(row[2]),
+                "state": row[1], "ignore_until": from_db_time(row[2]),
                 "ignore_until_count": row[3], "event_count": row[4], "worst": row[5],
-                "first_seen": _from_db(row[6]), "last_seen": _from_db(row[7]),
-                "changed_at": _from_db(row[8]), "regressed_at": _from_db(row[9])}
+                "first_seen": from_db_time(row[6]), "last_seen": from_db_time(row[7]),
+                "changed_at": from_db_time(row[8]), "regressed_at": from_db_time(row[9])}
         return found
 
     def _symbols(self, cur: Any, dialect: str,
                  symbols: dict[tuple[str, str], list[Any]]) -> None:
         fingerprints = sorted({fp for fp, _ in symbols})
-        known = {(row[0], row[1]) for row in _select_in(
+        known = {(row[0], row[1]) for row in select_in(
             cur, dialect,
             "SELECT fingerprint, symbol FROM error_group_symbols WHERE fingerprint {in_list}",
             fingerprints)}
-        _write_many(
+        write_many(
             cur, dialect,
             "INSERT INTO error_group_symbols (fingerprint, symbol, event_count, last_seen) "
             "VALUES {values} ON CONFLICT (fingerprint, symbol) DO UPDATE "
             "SET event_count = error_group_symbols.event_count + excluded.event_count, "
             "last_seen = CASE WHEN excluded.last_seen > error_group_symbols.last_seen "
             "THEN excluded.last_seen ELSE error_group_symbols.last_seen END",
-            [(fp, symbol, count, _to_db(last, dialect))
+            [(fp, symbol, count, db_time(last, dialect))
              for (fp, symbol), (count, last) in symbols.items()])
         grown: dict[str, int] = {}
         for key in symbols:
             if key not in known:
                 grown[key[0]] = grown.get(key[0], 0) + 1
         if grown:
-            _update_many(cur, dialect, "error_groups", {"symbol_count": "integer"},
+            update_many(cur, dialect, "error_groups", {"symbol_count": "integer"},
                          [(n, fp) for fp, n in grown.items()], add=("symbol_count",))
 
 
 # One statement per batch on PostgreSQL (psycopg2's executemany is a round trip per row);
 # SQLite runs in-process, where executemany is already cheap.
-_PAGE_ROWS = 1000
-
-
-def _select_in(cur: Any, dialect: str, sql: str, keys: list[str]) -> list[Any]:
-    """Rows of `sql` (with `{in_list}` after the key column) for all `keys`."""
-    if dialect == "postgresql":
-        cur.execute(sql.format(in_list="= ANY(%s)"), (keys,))
-        return cur.fetchall()
-    rows: list[Any] = []
-    for start in range(0, len(keys), 500):
-        chunk = keys[start:start + 500]
-        cur.execute(sql.format(in_list=f"IN ({', '.join('?' * len(chunk))})"), chunk)
-        rows.extend(cur.fetchall())
-    return rows
-
-
-def _write_many(cur: Any, dialect: str, sql: str, rows: list[tuple[Any, ...]]) -> None:
-    """`sql` (with `{values}` where the rows go) for every row."""
-    if not rows:
-        return
-    if dialect == "postgresql":
-        execute_values(cur, sql.format(values="%s"), rows, page_size=_PAGE_ROWS)
-    else:
-        cur.executemany(sql.format(values=f"({', '.join('?' * len(rows[0]))})"), rows)
-
-
-def _update_many(cur: Any, dialect: str, table: str, columns: dict[str, str],
-                 rows: list[tuple[Any, ...]], add: tuple[str, ...] = ()) -> None:
-    """Set `columns` (name -> PostgreSQL type) by fingerprint; each row is the values in
-    order, then the fingerprint. Columns in `add` are added to, not replaced."""
-    if not rows:
-        return
-    if dialect == "postgresql":
-        sets = ", ".join(f"{c} = t.{c} + v.{c}" if c in add else f"{c} = v.{c}"
-                         for c in columns)
-        template = "(" + ", ".join(f"%s::{kind}" for kind in columns.values()) + ", %s)"
-        execute_values(
-            cur, f"UPDATE {table} AS t SET {sets} FROM (VALUES %s) "
-            f"AS v({', '.join(columns)}, fingerprint) WHERE t.fingerprint = v.fingerprint",
-            rows, template=template, page_size=_PAGE_ROWS)
-    else:
-        sets = ", ".join(f"{c} = {c} + ?" if c in add else f"{c} = ?" for c in columns)
-        cur.executemany(f"UPDATE {table} SET {sets} WHERE fingerprint = ?", rows)
-
-
 def group_title(event: ErrorEvent) -> str:
     """What a person reads in the groups list: the type and the first line of the message."""
     text = event.error_message.strip()

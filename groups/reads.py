@@ -10,8 +10,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Engine
 
 from groups.hook import effective_state
-from queries.reads import as_utc
-from queries.records import iso_utc
+from queries.records import as_utc, iso_utc
 from queries.schema import error_group_symbols, error_groups, error_logs
 
 SORTS = {

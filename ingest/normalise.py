@@ -23,6 +23,7 @@ from queries.records import (
     DEAD_LETTER_RAW_LIMIT,
     ErrorEvent,
     Rejection,
+    as_utc,
     new_event,
 )
 
@@ -261,8 +262,7 @@ def parse_timestamp(raw: Any) -> datetime | None:
                         text.replace(" ", "T", 1) if " " in text[:11] else text)
                 except ValueError:
                     return None
-                return (moment.replace(tzinfo=UTC) if moment.tzinfo is None
-                        else moment.astimezone(UTC))
+                return as_utc(moment)
             return _from_epoch(number)
         if isinstance(raw, (int, float)):
             return _from_epoch(float(raw))

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from queries.records import iso_utc
+from queries.records import as_utc, iso_utc
 from queries.schema import error_logs
 
 SHOWN_SEVERITIES = ("warning", "error", "critical")
@@ -17,11 +17,6 @@ _SUMMARY_COLUMNS = (
     error_logs.c.severity, error_logs.c.category, error_logs.c.symbol,
     error_logs.c.component, error_logs.c.timestamp,
 )
-
-
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def error_summary(row: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ is; `python -m retention --migrate` converts it.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import (
     JSON,
@@ -30,18 +31,37 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     Uuid,
     func,
     text,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.schema import CreateColumn, CreateIndex
 
-from queries.records import COLUMN_LIMITS
+from queries.records import COLUMN_LIMITS, as_utc
 
 metadata = MetaData()
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Every time column: written in UTC, read back as an aware UTC datetime on both stores
+    (SQLite keeps naive text and hands back naive datetimes; a naive time is taken as UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        moment = as_utc(value)
+        # SQLite's DateTime writes the fields as they are: they must already be UTC.
+        return moment.replace(tzinfo=None) if dialect.name == "sqlite" else moment
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
 
 _JSON = JSON().with_variant(JSONB(), "postgresql")
 # SQLite only auto-increments a plain INTEGER PRIMARY KEY.
@@ -64,8 +84,8 @@ error_logs = Table(
     Column("symbol", String(COLUMN_LIMITS["symbol"])),
     Column("context", _JSON, nullable=False),
     Column("fingerprint", String(40)),
-    Column("timestamp", DateTime(timezone=True), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("timestamp", UtcDateTime(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False, server_default=func.now()),
     Index("idx_error_logs_timestamp", "timestamp"),
     Index("idx_error_logs_severity", "severity"),
     Index("idx_error_logs_category", "category"),
@@ -81,7 +101,7 @@ rejected_messages = Table(
     "rejected_messages",
     metadata,
     Column("id", _BIG_ID, primary_key=True, autoincrement=True),
-    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
     Column("reason", Text, nullable=False),
     Column("error_id", String(COLUMN_LIMITS["error_id"])),
     Column("raw_bytes", Integer, nullable=False, server_default="0"),
@@ -100,18 +120,18 @@ error_groups = Table(
     Column("category", String(32), nullable=False),
     Column("component", String(COLUMN_LIMITS["component"])),
     Column("operation", String(COLUMN_LIMITS["operation"])),
-    Column("first_seen", DateTime(timezone=True), nullable=False),
-    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("first_seen", UtcDateTime(), nullable=False),
+    Column("last_seen", UtcDateTime(), nullable=False),
     Column("event_count", BigInteger, nullable=False),
     Column("worst_severity", String(16), nullable=False),
     Column("symbol_count", Integer, nullable=False, server_default="0"),
     # unresolved | resolved | ignored | regressed
     Column("state", String(16), nullable=False, server_default="unresolved"),
-    Column("state_changed_at", DateTime(timezone=True)),
-    Column("ignore_until", DateTime(timezone=True)),
+    Column("state_changed_at", UtcDateTime()),
+    Column("ignore_until", UtcDateTime()),
     Column("ignore_until_count", BigInteger),
-    Column("resolved_at", DateTime(timezone=True)),
-    Column("regressed_at", DateTime(timezone=True)),
+    Column("resolved_at", UtcDateTime()),
+    Column("regressed_at", UtcDateTime()),
     Index("idx_error_groups_last_seen", "last_seen"),
     Index("idx_error_groups_state", "state"),
 )
@@ -123,7 +143,7 @@ error_group_symbols = Table(
     Column("fingerprint", String(40), primary_key=True),
     Column("symbol", String(COLUMN_LIMITS["symbol"]), primary_key=True),
     Column("event_count", BigInteger, nullable=False),
-    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", UtcDateTime(), nullable=False),
 )
 
 # Alerts (alerts/rules.py): one row per firing, kept after it resolves as history.
@@ -134,15 +154,15 @@ alerts = Table(
     Column("rule", String(40), nullable=False),
     Column("alert_key", String(300), nullable=False),
     Column("state", String(16), nullable=False),  # firing | resolved
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("ended_at", DateTime(timezone=True)),
-    Column("last_event_at", DateTime(timezone=True)),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("ended_at", UtcDateTime()),
+    Column("last_event_at", UtcDateTime()),
     Column("event_count", BigInteger, nullable=False, server_default="0"),
     Column("summary", Text, nullable=False, server_default=""),
     Column("sample", _JSON),
     # The last notification sent (firing, reminder, regressed, resolved) and when.
     Column("last_notice", String(16)),
-    Column("notified_at", DateTime(timezone=True)),
+    Column("notified_at", UtcDateTime()),
     Column("notices", Integer, nullable=False, server_default="0"),
     # Why notifications are held back now: "silenced:<id>", "inhibited", or empty.
     Column("suppressed", String(64)),
@@ -156,10 +176,10 @@ silences = Table(
     Column("id", String(32), primary_key=True),
     Column("rule", String(40), nullable=False),
     Column("alert_key", String(300)),
-    Column("until", DateTime(timezone=True), nullable=False),
+    Column("until", UtcDateTime(), nullable=False),
     Column("reason", Text, nullable=False, server_default=""),
     Column("created_by", String(200), nullable=False, server_default=""),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 # PostgreSQL only: the first copy of each stored error_id, with its timestamp so that
@@ -168,7 +188,7 @@ error_ids = Table(
     "error_ids",
     metadata,
     Column("error_id", String(COLUMN_LIMITS["error_id"]), primary_key=True),
-    Column("timestamp", DateTime(timezone=True), nullable=False),
+    Column("timestamp", UtcDateTime(), nullable=False),
     Index("idx_error_ids_timestamp", "timestamp"),
     info={"postgresql_only": True},
 )
@@ -179,8 +199,8 @@ maintenance_runs = Table(
     metadata,
     Column("id", _BIG_ID, primary_key=True, autoincrement=True),
     Column("job", String(64), nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("finished_at", DateTime(timezone=True)),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime()),
     Column("ok", Boolean, nullable=False, server_default=text("false")),
     Column("rows_removed", BigInteger, nullable=False, server_default="0"),
     Column("detail", Text, nullable=False, server_default=""),

@@ -24,16 +24,17 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, literal, not_, or_, select, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
-from queries.reads import as_utc, error_summary
-from queries.records import CATEGORIES, SEVERITIES
+from queries.dialects import set_statement_timeout
+from queries.reads import error_summary
+from queries.records import CATEGORIES, SEVERITIES, as_utc
 from queries.schema import error_logs
 from queries.validation import BadParameter
 
@@ -130,9 +131,7 @@ class SearchPage:
 
 
 def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return None if moment is None else as_utc(moment)
 
 
 # Keys whose values come from a fixed list, matched in lower case.
@@ -242,11 +241,6 @@ def _item(row: Any) -> dict[str, Any]:
     return {**error_summary(row), "operation": row.operation}
 
 
-def _set_timeout(conn: Connection, milliseconds: int) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(text(f"SET LOCAL statement_timeout = {int(milliseconds)}"))
-
-
 def _is_timeout(exc: OperationalError) -> bool:
     return getattr(exc.orig, "pgcode", None) == "57014"  # query_canceled
 
@@ -275,7 +269,7 @@ def search_errors(engine: Engine, query: SearchQuery, page: int = 1, page_size: 
                  .limit(page_size + 1).offset(offset))
     try:
         with engine.connect() as conn:
-            _set_timeout(conn, PAGE_TIMEOUT_MS)
+            set_statement_timeout(conn, PAGE_TIMEOUT_MS)
             rows = conn.execute(statement).all()
     except OperationalError as exc:
         if _is_timeout(exc):
@@ -302,7 +296,7 @@ def count_capped(engine: Engine, where: list[ColumnElement[bool]],
     limited = select(literal(1)).select_from(error_logs).where(*where).limit(cap + 1).subquery()
     try:
         with engine.connect() as conn:
-            _set_timeout(conn, COUNT_TIMEOUT_MS)
+            set_statement_timeout(conn, COUNT_TIMEOUT_MS)
             count = conn.execute(select(func.count()).select_from(limited)).scalar_one()
     except OperationalError as exc:
         if _is_timeout(exc):

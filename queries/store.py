@@ -20,20 +20,19 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import psycopg2
 from sqlalchemy.engine import Engine
 
+from queries.dialects import db_time, placeholder, sqlite_time
 from queries.records import ErrorEvent, Rejection
 from queries.schema import INSERT_COLUMNS
 
 log = logging.getLogger(__name__)
 
 _COLS = ", ".join(INSERT_COLUMNS)
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 # SQLSTATE classes of an unreachable or unwilling server: connection exception, insufficient
 # resources, operator intervention (shutdown, crash recovery).
 _PG_OUTAGE_CLASSES = frozenset({"08", "53", "57"})
@@ -83,11 +82,6 @@ class BatchResult:
 # Runs inside the batch's transaction with the events that were new (not duplicates), e.g.
 # to keep the error groups current: (DBAPI connection, dialect name, new events) -> result.
 BatchHook = Callable[[Any, str, list[ErrorEvent]], Any]
-
-
-def sqlite_time(moment: datetime) -> str:
-    """How SQLAlchemy stores a DateTime on SQLite: naive text, here always in UTC."""
-    return moment.astimezone(UTC).strftime(_SQLITE_TIME)
 
 
 def _context_json(event: ErrorEvent) -> str:
@@ -377,14 +371,13 @@ class ErrorStore:
         if not rejections:
             return
         conn = self._connection()
-        marker = "%s" if self.dialect == "postgresql" else "?"
-        to_time = (lambda m: m) if self.dialect == "postgresql" else sqlite_time
+        marker = placeholder(self.dialect)
         try:
             cur = conn.cursor()
             cur.executemany(
                 "INSERT INTO rejected_messages (received_at, reason, error_id, raw_bytes, raw) "
                 f"VALUES ({', '.join([marker] * 5)})",
-                [(to_time(r.received_at), r.reason.replace("\x00", ""), r.error_id,
+                [(db_time(r.received_at, self.dialect), r.reason.replace("\x00", ""), r.error_id,
                   r.raw_bytes, r.raw.replace("\x00", "")) for r in rejections])
             cur.close()
             conn.commit()

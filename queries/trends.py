@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Integer, and_, cast, func, literal, or_, select, text
+from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
+from queries.dialects import epoch_bucket, without_jit
 from queries.reads import SHOWN_SEVERITIES
 from queries.records import CATEGORIES, SEVERITIES, iso_utc
 from queries.schema import error_logs
@@ -82,15 +83,6 @@ def fit_bucket(requested: str | None, span: timedelta) -> tuple[str, str | None]
     return requested, None
 
 
-def bucket_index(engine_or_conn: Engine | Connection, seconds: int) -> ColumnElement[int]:
-    """SQL: the UTC bucket number of each row's timestamp (epoch seconds // `seconds`)."""
-    ts = error_logs.c.timestamp
-    if engine_or_conn.dialect.name == "postgresql":
-        return cast(func.floor(func.extract("epoch", ts) / seconds), Integer)
-    # SQLite keeps UTC text; strftime('%s') reads it as UTC epoch seconds.
-    return cast(func.strftime("%s", ts), Integer) / seconds
-
-
 def _start_of_hour(index: int) -> datetime:
     return datetime.fromtimestamp(index * HOUR, UTC)
 
@@ -114,9 +106,7 @@ class Counts:
 @contextmanager
 def _reading(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            # Compiling these aggregates costs more than it saves.
-            conn.execute(text("SET LOCAL jit = off"))
+        without_jit(conn)
         yield conn
 
 
@@ -130,7 +120,7 @@ def _in_ranges(ranges: Ranges) -> ColumnElement[bool]:
 
 
 def _read_matrices(engine: Engine, ranges: Ranges, seconds: int) -> dict[int, np.ndarray]:
-    bucket = bucket_index(engine, seconds).label("b")
+    bucket = epoch_bucket(engine, error_logs.c.timestamp, seconds).label("b")
     out: dict[int, np.ndarray] = {}
     with _reading(engine) as conn:
         rows = conn.execute(
@@ -160,7 +150,7 @@ def _read_tallies(engine: Engine, ranges: Ranges, seconds: int | None,
             rows = conn.execute(select(literal(0), column, func.count())
                                 .where(*where).group_by(column)).all()
         else:
-            bucket = bucket_index(engine, seconds).label("b")
+            bucket = epoch_bucket(engine, error_logs.c.timestamp, seconds).label("b")
             rows = conn.execute(select(bucket, column, func.count())
                                 .where(*where).group_by(bucket, column)).all()
     for b, value, count in rows:

@@ -23,12 +23,15 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Boolean, DateTime, Table, Uuid
 from sqlalchemy.types import JSON
+
+from queries.records import as_utc
+from queries.schema import UtcDateTime
 
 log = logging.getLogger(__name__)
 
@@ -230,9 +233,12 @@ def _as_utc(value: Any) -> Any:
         except ValueError:
             return value
     if isinstance(value, datetime):
-        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        return moment.isoformat()
+        return as_utc(value).isoformat()
     return value
+
+
+def _is_time(column: Any) -> bool:
+    return isinstance(column.type, DateTime | UtcDateTime)
 
 
 def sqlite_row_json(table: Table | None, columns: list[str], row: tuple[Any, ...]) -> str:
@@ -241,7 +247,7 @@ def sqlite_row_json(table: Table | None, columns: list[str], row: tuple[Any, ...
     for name, value in zip(columns, row, strict=True):
         column = table.columns.get(name) if table is not None else None
         if value is not None and column is not None:
-            if isinstance(column.type, DateTime):
+            if _is_time(column):
                 value = _as_utc(value)
             elif isinstance(column.type, Uuid):
                 value = str(uuid.UUID(str(value)))
@@ -261,7 +267,7 @@ def sqlite_values(table: Table, document: dict[str, Any], columns: list[str],
         value = document.get(name)
         column = table.columns[name]
         if value is not None:
-            if isinstance(column.type, DateTime):
+            if _is_time(column):
                 value = to_sqlite_time(datetime.fromisoformat(value))
             elif isinstance(column.type, Uuid):
                 value = uuid.UUID(str(value)).hex

@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from queries.dialects import sqlite_time
 from queries.schema import metadata
-from queries.store import sqlite_time
 from retention.archive import read_archive, sqlite_values, table_of
 from retention.partitions import ident
 from retention.policy import Progress

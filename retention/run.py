@@ -31,6 +31,7 @@ import psycopg2
 from sqlalchemy import delete, desc, insert, select
 from sqlalchemy.engine import Engine
 
+from queries.dialects import sqlite_time
 from queries.records import as_utc, iso_utc
 from queries.schema import (
     DEFAULT_PARTITION,
@@ -38,7 +39,6 @@ from queries.schema import (
     maintenance_runs,
     metadata,
 )
-from queries.store import sqlite_time
 from retention.archive import (
     ArchiveError,
     ArchiveWriter,
