@@ -46,6 +46,9 @@ def grid_columns(with_type: bool = False) -> list[dict[str, Any]]:
     return columns
 
 
+# Plotly's mode bar without the tools that make no sense on a bar chart of counts.
+GRAPH_CONFIG = {"displaylogo": False,
+                "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
 GRID_OPTIONS = {
     "animateRows": False,
     "suppressCellFocus": True,

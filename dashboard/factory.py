@@ -8,7 +8,6 @@ module holds its layout and registers its own callbacks on the app it is given, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from dashboard.monitor_api import create_monitor_blueprint
 from dashboard.pages import errors, monitor, overview, trends
 from groups import page as groups
 from groups.api import create_groups_blueprint
+from live.status import StatusSource
 from live.view import LiveView
 from queries.trends import HourlyRollup
 
@@ -50,7 +50,7 @@ def shell(engine: Engine, live: LiveView) -> Any:
 
 
 def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None = None,
-                    status: Callable[[], dict[str, Any]] | None = None) -> dash.Dash:
+                    status: StatusSource | None = None) -> dash.Dash:
     """A Dash app serving the pages and `/api/...`; it starts no thread and opens nothing.
 
     `rollup` (the hourly counts behind the Overview's counts and the Trends page) may be

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from flask import Blueprint, Response, jsonify
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from live.status import StatusSource
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -33,7 +32,7 @@ _GAUGES = {
 class _StatusCollector:
     """Reads the live status at scrape time, so the counters are never stale or doubled."""
 
-    def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, status: StatusSource) -> None:
         self.status = status
 
     def collect(self):  # type: ignore[no-untyped-def]
@@ -58,7 +57,7 @@ class _StatusCollector:
                                 value=status["lastBatchSeconds"])
 
 
-def create_monitor_blueprint(status: Callable[[], dict[str, Any]]) -> Blueprint:
+def create_monitor_blueprint(status: StatusSource) -> Blueprint:
     """`GET /api/monitor/status` (JSON) and `GET /metrics` (Prometheus text)."""
     blueprint = Blueprint("monitor_api", __name__)
     registry = CollectorRegistry(auto_describe=True)

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from alerts import page as alerts
 from dashboard.pages import errors, monitor, overview, trends
 from groups import page as groups
+from live.status import StatusSource
 from live.view import LiveView
 from queries.trends import HourlyRollup
 
@@ -32,7 +33,7 @@ class Wiring:
     engine: Engine
     live: LiveView
     rollup: HourlyRollup
-    status: Callable[[], dict[str, Any]]
+    status: StatusSource
 
 
 Layout = Callable[[Wiring, dict[str, str]], Any]

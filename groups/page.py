@@ -28,9 +28,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard import ids
-from dashboard.components import GRID_OPTIONS, RANGES, severity_badge, utc_text
+from dashboard.components import GRAPH_CONFIG, GRID_OPTIONS, RANGES, severity_badge, utc_text
 from dashboard.detail import detail_href
-from dashboard.pages.trends import GRAPH_CONFIG
 from groups import commands
 from groups.commands import MAX_BULK
 from groups.hook import GroupNotFound

@@ -27,7 +27,7 @@ from ingest.spool import Spool
 from ingest.stream_source import StreamSubscriber
 from ingest.subscriber import Subscriber
 from live.ring_buffer import RingBuffer
-from live.status import ListeningState, conservation
+from live.status import ListeningState, MonitorStatus, conservation
 from queries.records import iso_utc
 from queries.store import BatchResult, ErrorStore
 from settings import Settings
@@ -233,7 +233,7 @@ class IngestService:
             return dict.fromkeys(RATED_COUNTERS, 0.0)
         return {name: round((counters[name] - old[name]) / span, 2) for name in RATED_COUNTERS}
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> MonitorStatus:
         sub = self.subscriber
         writer = self.writer
         last = sub.last_message_time()

@@ -26,7 +26,7 @@ from live.feed import (
     process_id,
 )
 from live.ring_buffer import RingBuffer
-from live.status import ListeningState, conservation
+from live.status import ListeningState, MonitorStatus, conservation
 from queries.records import iso_utc, parse_iso_utc
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ class LiveFeedFollower(threading.Thread):
         return [beat.status for _, beat in sorted(self._beats.items())
                 if now - beat.seen <= self.stale_after]
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> MonitorStatus:
         """The ingest's status from its heartbeat (summed over several ingest processes),
         with `ingest: "no heartbeat"` and `subscribed: false` when there is none."""
         fresh = self._fresh()
@@ -247,7 +247,7 @@ class LiveFeedFollower(threading.Thread):
 NO_HEARTBEAT = "no heartbeat from the ingest process (is `python -m ingest` running?)"
 
 
-def combine(statuses: list[dict[str, Any]]) -> dict[str, Any]:
+def combine(statuses: list[MonitorStatus]) -> MonitorStatus:
     """One status for several ingest processes sharing a stream: counters summed, subscribed
     while any is, the store ok only while none says otherwise."""
     first = statuses[0]

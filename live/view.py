@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
+from live.status import MonitorStatus
 from queries.records import ErrorEvent
 
 
@@ -41,4 +42,4 @@ class LiveView(Protocol):
 
     def monitor_summary(self) -> dict[str, Any]: ...
 
-    def status(self) -> dict[str, Any]: ...
+    def status(self) -> MonitorStatus: ...

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,9 +24,10 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboard import ids
 from dashboard.components import ago, empty_state, interval, utc_text
+from live.status import StatusSource
 from queries.records import parse_iso_utc
 
-Status = Callable[[], dict[str, Any]]
+Status = StatusSource
 Section = dict[str, Any]
 
 TICK_MS = 1000

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard import ids
 from dashboard.components import (
+    GRAPH_CONFIG,
     empty_state,
     range_bounds,
     range_picker,
@@ -37,8 +38,6 @@ SEVERITY_COLOURS = {"critical": "#dc3545", "error": "#fd7e14", "warning": "#0dca
 CATEGORY_COLOURS = dict(zip(CATEGORIES, (
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
     "#9c755f", "#17becf", "#bcbd22", "#bab0ac"), strict=True))
-GRAPH_CONFIG = {"displaylogo": False,
-                "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
 BUCKET_WORD = {"minute": "one-minute", "hour": "hourly", "day": "daily"}
 
 
