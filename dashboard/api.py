@@ -83,6 +83,11 @@ def choice_param(name: str, choices: tuple[str, ...], default: str) -> str:
     return raw
 
 
+def test_param() -> bool:
+    """`test=true`: include test traffic, which lists and counts leave out by default."""
+    return choice_param("test", ("true", "false"), "false") == "true"
+
+
 def search_param() -> SearchQuery:
     """`q`, `from` and `to` as one search; BadParameter says what is wrong."""
     try:
@@ -110,7 +115,8 @@ def create_api_blueprint(engine: Engine, live: LiveView,
 
     @api.get("/errors/recent")
     def recent():  # type: ignore[no-untyped-def]
-        return answer(lambda: recent_errors(engine, int_param("limit", 100, 1, 1000)))
+        return answer(lambda: recent_errors(engine, int_param("limit", 100, 1, 1000),
+                                            include_test=test_param()))
 
     @api.get("/errors/statistics")
     def statistics():  # type: ignore[no-untyped-def]

@@ -3,7 +3,8 @@
 Counting a month of errors afresh costs about a second on PostgreSQL with a million rows
 (every row is read), far over a live page's budget. So `HourlyRollup` keeps the counts of
 each completed UTC hour in memory: a month is then ~720 cached hours plus two partial hours
-at the edges, read live through the timestamp index. Cached hours are read again now and
+at the edges, read live through the received_at index (counts are by the time received, and
+leave test traffic out: queries/counted.py). Cached hours are read again now and
 then (recent ones every minute, older ones every half hour, a bounded number per call), so
 rows that arrive late (a spool replayed after an outage) show up within that time.
 
@@ -26,6 +27,7 @@ from sqlalchemy import Integer, and_, cast, func, literal, or_, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
+from queries.counted import RECEIVED, counted
 from queries.reads import SHOWN_SEVERITIES
 from queries.records import CATEGORIES, SEVERITIES, iso_utc
 from queries.schema import error_logs
@@ -83,8 +85,8 @@ def fit_bucket(requested: str | None, span: timedelta) -> tuple[str, str | None]
 
 
 def bucket_index(engine_or_conn: Engine | Connection, seconds: int) -> ColumnElement[int]:
-    """SQL: the UTC bucket number of each row's timestamp (epoch seconds // `seconds`)."""
-    ts = error_logs.c.timestamp
+    """SQL: the UTC bucket number of each row's time received (epoch seconds // `seconds`)."""
+    ts = RECEIVED
     if engine_or_conn.dialect.name == "postgresql":
         return cast(func.floor(func.extract("epoch", ts) / seconds), Integer)
     # SQLite keeps UTC text; strftime('%s') reads it as UTC epoch seconds.
@@ -124,9 +126,10 @@ Ranges = Sequence[tuple[datetime, datetime]]
 
 
 def _in_ranges(ranges: Ranges) -> ColumnElement[bool]:
-    ts = error_logs.c.timestamp
+    """Counted rows received in the ranges (the producer's clock may be hours off)."""
+    ts = RECEIVED
     parts = [and_(ts >= start, ts < end) for start, end in ranges]
-    return parts[0] if len(parts) == 1 else or_(*parts)
+    return and_(parts[0] if len(parts) == 1 else or_(*parts), *counted())
 
 
 def _read_matrices(engine: Engine, ranges: Ranges, seconds: int) -> dict[int, np.ndarray]:
