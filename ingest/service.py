@@ -267,6 +267,9 @@ class IngestService:
                       "tornRecords": self.spool.torn_records},
             "history": history(sub.gaps, writer.outages),
             "alerts": self.alerts_status(),
+            "clockSkew": {"warnSeconds": self.settings.clock_skew_warn_seconds,
+                          "producers": self.pipeline.clock_skew(
+                              self.settings.clock_skew_warn_seconds)},
         }
 
 
