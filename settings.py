@@ -15,6 +15,16 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 SEVERITY_ORDER = ("debug", "info", "warning", "error", "critical")
+CATEGORY_NAMES = ("pattern", "indicator", "database", "network", "validation", "performance",
+                  "configuration", "security", "integration", "websocket", "redis")
+# ERROR_CODE_CATEGORIES: the category of a message that has none, from its error code
+# (`payload.error_code` of an envelope): `part=category`, comma-separated; a code containing
+# the part (any case) gets the category; the first match wins.
+DEFAULT_ERROR_CODE_CATEGORIES = (
+    "RATE_LIMIT=network,TIMEOUT=network,TIMED_OUT=network,CONNECTION=network,"
+    "CONNECT=network,NETWORK=network,DATABASE=database,DB_=database,SQL=database,"
+    "DEADLOCK=database,REDIS=redis,WEBSOCKET=websocket,VALIDATION=validation,"
+    "CONFIG=configuration,PATTERN=pattern,INDICATOR=indicator")
 
 
 class SettingsError(ValueError):
@@ -70,6 +80,9 @@ class Settings:
     error_stream: str = "tickstock:errors:stream"
     stream_group: str = "tickstock-error-monitor"
     stream_consumer: str = ""
+    error_code_categories: str = DEFAULT_ERROR_CODE_CATEGORIES
+    # A producer whose clock is further than this from ours is flagged on the Monitor page.
+    clock_skew_warn_seconds: int = 300
 
     def __post_init__(self) -> None:
         if self.store_min_severity not in SEVERITY_ORDER:
@@ -103,6 +116,10 @@ class Settings:
                 f"INGEST_SOURCE must be pubsub or stream, got {self.ingest_source!r}")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"LOG_FORMAT must be text or json, got {self.log_format!r}")
+        parse_error_code_categories(self.error_code_categories)
+        if self.clock_skew_warn_seconds < 1:
+            raise SettingsError(
+                f"CLOCK_SKEW_WARN_SECONDS must be at least 1, got {self.clock_skew_warn_seconds}")
         if self.admin_password and self.admin_password_hash:
             raise SettingsError("set ADMIN_PASSWORD or ADMIN_PASSWORD_HASH, not both")
         if bool(self.admin_username) != bool(self.admin_password or self.admin_password_hash):
@@ -121,6 +138,23 @@ class Settings:
         if url.startswith("postgres://"):
             url = "postgresql://" + url[len("postgres://"):]
         return url
+
+
+def parse_error_code_categories(value: str) -> tuple[tuple[str, str], ...]:
+    """ERROR_CODE_CATEGORIES as ((PART, category), ...), parts upper-cased, in order."""
+    table: list[tuple[str, str]] = []
+    for entry in value.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        part, sep, category = entry.partition("=")
+        part, category = part.strip().upper(), category.strip().lower()
+        if not sep or not part or category not in CATEGORY_NAMES:
+            raise SettingsError(
+                "ERROR_CODE_CATEGORIES must be PART=category pairs separated by commas, the "
+                f"category one of {', '.join(CATEGORY_NAMES)}; got {entry!r}")
+        table.append((part, category))
+    return tuple(table)
 
 
 def parse_time_of_day(value: str) -> tuple[int, int]:

@@ -36,6 +36,16 @@
                                    String(props.value || ""));
     };
 
+    // The category, with a "test" badge for test traffic (listed, but counted nowhere).
+    dagcomponentfuncs.CategoryCell = function (props) {
+        var text = String(props.value || "");
+        if (!(props.data && props.data.test)) { return text; }
+        return React.createElement("span", null, text + " ",
+            React.createElement("span", {className: "badge text-bg-info test-badge",
+                                         title: "Test traffic: no alert, no health change"},
+                                "test"));
+    };
+
     var audio = null;
     function beep() {
         var Ctx = window.AudioContext || window.webkitAudioContext;

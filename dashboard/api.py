@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.export import csv_chunks
-from dashboard.params import MAX_HOURS, choice_param, int_param, time_param
+from dashboard.params import MAX_HOURS, choice_param, int_param, test_param, time_param
 from live.view import LiveView
 from queries.health import health_status
 from queries.reads import error_statistics, get_error, recent_errors
@@ -49,7 +49,8 @@ def create_api_blueprint(engine: Engine, live: LiveView,
 
     @api.get("/errors/recent")
     def recent() -> Response:
-        return jsonify(recent_errors(engine, int_param("limit", 100, 1, 1000)))
+        return jsonify(recent_errors(engine, int_param("limit", 100, 1, 1000),
+                                     include_test=test_param()))
 
     @api.get("/errors/statistics")
     def statistics() -> Response:

@@ -34,7 +34,9 @@ def grid_columns(with_type: bool = False) -> list[dict[str, Any]]:
          "tooltipValueGetter": {"function": "params.value"}},
         {"field": "severity", "headerName": "Severity", "width": 112,
          "cellRenderer": "SeverityBadge"},
-        {"field": "category", "headerName": "Category", "width": 125},
+        # Test traffic is listed, marked "test" beside its category (it counts nowhere).
+        {"field": "category", "headerName": "Category", "width": 125,
+         "cellRenderer": "CategoryCell"},
         {"field": "symbol", "headerName": "Symbol", "width": 95},
         {"field": "component", "headerName": "Component", "width": 165},
     ]
@@ -62,6 +64,21 @@ def severity_badge(severity: str, className: str = "") -> dbc.Badge:
     known = severity if severity in SEVERITY_COLOURS else "x"
     return dbc.Badge(severity, color=SEVERITY_COLOURS.get(severity, "secondary"),
                      className=f"sev-badge sev-{known} {className}".strip())
+
+
+def skew_text(seconds: Any) -> str:
+    """A clock skew as "6 h 0 min behind" / "12 s ahead" (the producer's clock against ours)."""
+    if not isinstance(seconds, (int, float)):
+        return "—"
+    side = "ahead" if seconds > 0 else "behind"
+    size = abs(seconds)
+    if size < 1:
+        return "in step"
+    if size < 120:
+        return f"{size:.0f} s {side}"
+    if size < 7200:
+        return f"{size / 60:.0f} min {side}"
+    return f"{int(size // 3600)} h {int(size % 3600 // 60)} min {side}"
 
 
 def utc_text(moment: datetime | str | None, seconds: bool = True) -> str:
@@ -168,6 +185,7 @@ def live_row(event: Any) -> dict[str, Any]:
         "component": event.component or "",
         "type": event.error_type or "",
         "message": event.error_message,
+        "test": event.is_test,
     }
 
 
@@ -182,6 +200,7 @@ def store_row(item: dict[str, Any]) -> dict[str, Any]:
         "component": item.get("component") or "",
         "type": item.get("type") or "",
         "message": item["message"],
+        "test": bool(item.get("test")),
     }
 
 

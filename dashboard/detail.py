@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard import ids
-from dashboard.components import severity_badge, utc_text
+from dashboard.components import severity_badge, skew_text, utc_text
 from queries.reads import get_error
 from queries.records import iso_utc
 
@@ -33,7 +33,8 @@ def ring_error(ring: Any, error_id: str) -> dict[str, Any] | None:
                 "component": event.component, "operation": event.operation,
                 "source": event.source, "traceback": event.error_traceback,
                 "context": event.context, "timestamp": iso_utc(event.timestamp),
-                "createdAt": None,
+                "createdAt": None, "receivedAt": iso_utc(event.received_at),
+                "clockSkewSeconds": round(event.clock_skew_seconds, 3), "test": event.is_test,
             }
     return None
 
@@ -47,6 +48,17 @@ def find_error(engine: Engine, ring: Any, error_id: str) -> dict[str, Any] | Non
 
 
 
+# Below this the producer's clock and ours agree as far as anyone needs to know.
+SHOWN_SKEW_SECONDS = 5
+
+
+def skew_note(skew: Any) -> str | None:
+    """"the producer's clock is 6 h 0 min behind" when the skew is worth saying, else None."""
+    if not isinstance(skew, (int, float)) or abs(skew) < SHOWN_SKEW_SECONDS:
+        return None
+    return f"the producer's clock is {skew_text(skew)}"
+
+
 def detail_href(error_id: str) -> str:
     return "/errors/" + quote(error_id, safe="")
 
@@ -55,6 +67,14 @@ def _field(label: str, value: Any) -> html.Tr:
     shown = "—" if value in (None, "") else str(value)
     return html.Tr([html.Th(label, className="text-body-secondary fw-normal pe-3"),
                     html.Td(shown, className="text-break")])
+
+
+def _skew_field(skew: Any) -> html.Tr | None:
+    note = skew_note(skew)
+    if note is None:
+        return None
+    return html.Tr([html.Th("Clock skew", className="text-body-secondary fw-normal pe-3"),
+                    html.Td(note, className="text-warning-emphasis clock-skew")])
 
 
 def _copyable(block_id: str, text: str, label: str) -> html.Div:
@@ -93,11 +113,16 @@ def render_detail(error: dict[str, Any] | None, error_id: str = "",
         severity_badge(error["severity"], className="me-2 fs-6"),
         html.Span(title, className="fs-5 fw-semibold text-break me-2"),
         html.Span(error["category"], className="badge text-bg-light border me-2"),
+        html.Span("test", className="badge text-bg-info me-2 test-badge",
+                  title="Test traffic: no alert, no health change, not counted")
+        if error.get("test") else None,
         html.A("Open as a page", href=detail_href(error["id"]), className="small ms-auto")
         if with_page_link else None,
     ], className="d-flex align-items-center flex-wrap gap-1 mb-3")
     fields = html.Table(html.Tbody([
         _field("Time", utc_text(error["timestamp"])),
+        _field("Received", utc_text(error.get("receivedAt"))),
+        _skew_field(error.get("clockSkewSeconds")),
         _field("Stored", utc_text(error.get("createdAt"))),
         _field("Error id", error["id"]),
         _field("Component", error.get("component")),

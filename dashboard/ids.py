@@ -143,6 +143,7 @@ MONITOR_QUEUE = "monitor-queue"
 MONITOR_HISTORY = "monitor-history"
 MONITOR_RETENTION = "monitor-retention"
 MONITOR_WEBHOOK = "monitor-webhook"
+MONITOR_CLOCKS = "monitor-clocks"
 # Prefixes: one cell per counter, f"{MONITOR_COUNT}-received", f"{MONITOR_RATE}-received".
 MONITOR_COUNT = "monitor-count"
 MONITOR_RATE = "monitor-rate"

@@ -53,3 +53,8 @@ def choice_param(name: str, choices: tuple[str, ...] | list[str], default: str |
     if raw not in choices:
         raise BadParameter(f"{name} must be one of {', '.join(choices)}, got {raw[:50]!r}")
     return raw
+
+
+def test_param() -> bool:
+    """`test=true`: include test traffic, which lists and counts leave out by default."""
+    return choice_param("test", ("true", "false"), "false") == "true"

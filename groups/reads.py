@@ -10,6 +10,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Engine
 
 from groups.hook import effective_state
+from queries.counted import counted
 from queries.records import as_utc, iso_utc
 from queries.schema import error_group_symbols, error_groups, error_logs
 
@@ -106,7 +107,7 @@ def _hourly(conn: Any, fingerprints: list[str], start: datetime,
         return {}
     rows = conn.execute(select(error_logs.c.fingerprint, error_logs.c.timestamp).where(
         error_logs.c.fingerprint.in_(fingerprints), error_logs.c.timestamp >= start,
-        error_logs.c.timestamp <= end)).all()
+        error_logs.c.timestamp <= end, *counted())).all()
     hours = int((end - start) / timedelta(hours=1))
     result = {fp: [0] * hours for fp in fingerprints}
     if not rows:

@@ -2,6 +2,13 @@
 
 The producer is another team's code: every input either becomes a normalised event or a
 rejection with a reason, and nothing here may raise on bad input.
+
+Two entry points:
+- `normalise(raw, received_at, limits, channel=None)`: a message of `tickstock:errors`; always
+  an `ErrorEvent` or a `Rejection`.
+- `normalise_channel_event(raw, received_at, limits, channel)`: a message of a channel that
+  carries other traffic too (the processing channels, `tickstock:monitoring`); the same, or
+  `NotAnError` for a message that is no error (ignore it: no dead letter, nothing stored).
 """
 
 from __future__ import annotations
@@ -21,13 +28,16 @@ from queries.records import (
     CATEGORIES,
     COLUMN_LIMITS,
     DEAD_LETTER_RAW_LIMIT,
+    SEVERITY_RANK,
     ErrorEvent,
     Rejection,
     as_utc,
     new_event,
 )
+from settings import DEFAULT_ERROR_CODE_CATEGORIES, parse_error_code_categories
 
 _CATEGORY_SET = frozenset(CATEGORIES)
+_WARNING_RANK = SEVERITY_RANK["warning"]
 
 SEVERITY_ALIASES = {
     "debug": "debug", "trace": "debug", "dbg": "debug", "verbose": "debug",
@@ -41,6 +51,19 @@ SEVERITY_ALIASES = {
 _LEVEL_NUMBERS = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical"}
 
 ENVELOPE_EVENTS = frozenset({"error", "critical_error", "processing_error"})
+# The monitoring channel's alert event: {event_type, alert{level, component, message, ...}}.
+ALERT_EVENT = "ALERT_TRIGGERED"
+# Top-level fields the flat shapes name; any other top-level field is kept in `context`.
+_FLAT_FIELDS = frozenset({
+    "error_id", "error_type", "error_message", "error_traceback", "severity", "category",
+    "source", "component", "operation", "symbol", "context", "timestamp", "message",
+    "traceback", "fingerprint",
+})
+# An envelope's own fields: `payload` is read, `event` and `version` go to context as named.
+_ENVELOPE_FIELDS = frozenset({"event", "payload", "version", "timestamp", "source", "error_id"})
+_ALERT_FIELDS = frozenset({"event_type", "alert", "timestamp", "source", "error_id"})
+# What `traceback.format_exc()` returns outside an `except` block: no traceback at all.
+_NO_TRACEBACK = "NoneType: None"
 # Payload fields that become columns; any other payload field is kept in `context`.
 _PAYLOAD_COLUMNS = frozenset({
     "error_id", "error_code", "error_type", "message", "error_message", "traceback",
@@ -58,8 +81,21 @@ _NO_VALUE = object()
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """What normalisation is configured with (settings: MAX_MESSAGE_BYTES, MAX_TEXT_BYTES,
+    ERROR_CODE_CATEGORIES as (part of a code, category) pairs, first match wins)."""
+
     max_message_bytes: int = 1024 * 1024
     max_text_bytes: int = 64 * 1024
+    error_code_categories: tuple[tuple[str, str], ...] = parse_error_code_categories(
+        DEFAULT_ERROR_CODE_CATEGORIES)
+
+
+@dataclass(frozen=True, slots=True)
+class NotAnError:
+    """A well-formed message of a shared channel that is no error (a pattern event, an alert
+    below `warning`): the caller ignores it, without a dead letter."""
+
+    reason: str
 
 
 def _dead_letter(raw: str, reason: str, received_at: datetime, size: int,
@@ -284,21 +320,41 @@ def _from_epoch(number: float) -> datetime | None:
         return None
 
 
-def derive_error_id(document: dict[str, Any]) -> str:
-    """A stable id from the message's content, so that a re-sent copy is still one row."""
+def derive_error_id(document: dict[str, Any], received_at: datetime | None = None) -> str:
+    """A stable id from the message's content, so that a re-sent copy is still one row.
+
+    With `received_at` (the message has no timestamp of its own) the time received is part
+    of the id, `derived-<digest>@<time received>`: without it the same error an hour later
+    would be "the same id again" and vanish. Ids of that form are made unique within one
+    time received by the pipeline (`recurrence_id`), as one read from Redis stamps many.
+    """
     try:
         canonical = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
     except TypeError:
         canonical = json.dumps(document, sort_keys=True, ensure_ascii=False).encode(
             "utf-8", "replace")
-    return "derived-" + hashlib.sha256(canonical).hexdigest()[:32]
+    digest = "derived-" + hashlib.sha256(canonical).hexdigest()[:32]
+    if received_at is None:
+        return digest
+    return digest + "@" + received_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
-def _error_id(raw: Any, document: dict[str, Any], context: dict[str, Any]) -> str:
+def is_recurrence_id(error_id: str) -> bool:
+    """Whether `error_id` was derived with the time received (see `derive_error_id`)."""
+    return error_id[:8] == "derived-" and "@" in error_id
+
+
+def recurrence_id(error_id: str, occurrence: int) -> str:
+    """The id of the `occurrence`-th (from 2) identical message received at the same time."""
+    return f"{error_id}.{occurrence}"
+
+
+def _error_id(raw: Any, document: dict[str, Any], context: dict[str, Any],
+              received_at: datetime | None) -> str:
     text = _as_text(raw)
     text = text.strip() if text else ""
     if not text:
-        return derive_error_id(document)
+        return derive_error_id(document, received_at)
     limit = COLUMN_LIMITS["error_id"]
     if len(text) <= limit:
         return text
@@ -334,6 +390,7 @@ def _flatten_envelope(document: dict[str, Any]) -> dict[str, Any]:
     for key in ("event", "version"):
         if key in document:
             context.setdefault(key, document[key])
+    _keep_unnamed(document, _ENVELOPE_FIELDS, context)
     flat["context"] = context
     if "error_type" not in flat and "error_code" in payload:
         flat["error_type"] = payload["error_code"]
@@ -345,6 +402,51 @@ def _flatten_envelope(document: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def _is_alert(document: dict[str, Any]) -> bool:
+    return document.get("event_type") == ALERT_EVENT and isinstance(document.get("alert"), dict)
+
+
+def _flatten_alert(document: dict[str, Any]) -> dict[str, Any]:
+    """A monitoring alert as an error: `alert.level` is the severity, the rest of the alert
+    and the envelope's other fields are kept in context."""
+    alert = document["alert"]
+    context = alert.get("context")
+    context = dict(context) if isinstance(context, dict) else (
+        {} if context is None else {"value": context})
+    flat: dict[str, Any] = {"severity": alert.get("level", alert.get("severity"))}
+    for key in ("component", "operation", "symbol", "category", "message", "error_message",
+                "traceback", "error_traceback", "error_code", "fingerprint"):
+        if key in alert:
+            flat[key] = alert[key]
+    flat["error_type"] = _first_present(alert.get("error_type"), alert.get("alert_type"),
+                                        alert.get("type"), alert.get("error_code"))
+    for key in ("timestamp", "source", "error_id"):
+        flat[key] = _first_present(document.get(key), alert.get(key))
+    taken = set(flat) | {"level", "context", "alert_type", "type"}
+    for key, value in alert.items():
+        if key not in taken:
+            context.setdefault(key, value)
+    context.setdefault("event_type", ALERT_EVENT)
+    _keep_unnamed(document, _ALERT_FIELDS, context)
+    flat["context"] = context
+    return flat
+
+
+def _keep_unnamed(document: dict[str, Any], named: frozenset[str], context: dict[str, Any]
+                  ) -> None:
+    """Top-level fields the shape does not name go into `context`: never dropped. A context
+    key of the same name keeps its value; the top-level one is kept beside it."""
+    unnamed = document.keys() - named
+    if not unnamed:
+        return
+    for key in sorted(unnamed):
+        value = document[key]
+        if key not in context:
+            context[key] = value
+        elif context[key] != value:
+            context.setdefault(f"top_level_{key}", value)
+
+
 def _first_present(*candidates: Any) -> Any:
     for value in candidates:
         if value is not _NO_VALUE and value is not None and value != "":
@@ -352,9 +454,83 @@ def _first_present(*candidates: Any) -> Any:
     return None
 
 
-def normalise(raw: bytes | str, received_at: datetime, limits: Limits = Limits()) -> (
-        ErrorEvent | Rejection):
-    """Normalise one payload as CONTRACT.md §1 says; never raises on bad input."""
+def _traceback(fields: dict[str, Any], context: dict[str, Any]) -> Any:
+    """The first real traceback field; `NoneType: None` (format_exc() outside an `except`)
+    is none, its raw value kept in context."""
+    for name in ("error_traceback", "traceback"):
+        value = fields.get(name)
+        if value is None or value == "":
+            continue
+        if isinstance(value, str) and value.strip() == _NO_TRACEBACK:
+            context.setdefault(f"raw_{name}", value)
+            continue
+        return value
+    return None
+
+
+def _is_test(raw_category: Any, context: dict[str, Any]) -> bool:
+    """Test traffic: category `test`, or `context.test` true (TickStockPL's test script)."""
+    if isinstance(raw_category, str) and raw_category.strip().lower() == "test":
+        return True
+    flag = context.get("test")
+    return flag is True or (isinstance(flag, str) and flag.strip().lower() in ("true", "1", "yes"))
+
+
+def category_of_code(code: Any, table: tuple[tuple[str, str], ...]) -> str | None:
+    """The category an error code says (`API_RATE_LIMIT` -> network), from the settings'
+    table of (part of a code, category), first match wins; None when nothing matches."""
+    if not isinstance(code, str) or not code:
+        return None
+    code = code.upper()
+    for part, category in table:
+        if part in code:
+            return category
+    return None
+
+
+def _error_kind(document: dict[str, Any]) -> str | None:
+    """Why a message of a shared channel is an error (None: it is not one)."""
+    if _is_envelope(document) and document.get("event") in ENVELOPE_EVENTS:
+        return str(document["event"])
+    if _is_alert(document):
+        return ALERT_EVENT
+    for key in ("event", "event_type", "type"):
+        value = document.get(key)
+        if isinstance(value, str) and value.lower().endswith("error"):
+            return value
+    return None
+
+
+def normalise(raw: bytes | str, received_at: datetime, limits: Limits = Limits(),
+              channel: str | None = None) -> ErrorEvent | Rejection:
+    """Normalise one payload as CONTRACT.md §1 says; never raises on bad input.
+
+    `channel`, when given, is kept in `context.channel` (the producer's own value of that
+    key, if different, in `context.raw_channel`).
+    """
+    result = _normalise(raw, received_at, limits, channel, errors_only=False)
+    assert not isinstance(result, NotAnError)
+    return result
+
+
+def normalise_channel_event(raw: bytes | str, received_at: datetime, limits: Limits,
+                            channel: str) -> ErrorEvent | Rejection | NotAnError:
+    """Normalise a message of a channel that carries more than errors; never raises.
+
+    - `ErrorEvent`: an error (an `error` / `critical_error` / `processing_error` envelope, an
+      `ALERT_TRIGGERED` event of level warning, error or critical, or a message whose
+      `event`, `event_type` or `type` ends in "error"), normalised as `normalise` does, with
+      `context.channel` set; its category, when the message has none, comes from its error
+      code (Limits.error_code_categories).
+    - `Rejection`: not JSON, not an object, too large: a dead letter, as on the error channel.
+    - `NotAnError`: any other object (a pattern or status event, an alert below warning):
+      ignore it; it is neither stored nor dead-lettered.
+    """
+    return _normalise(raw, received_at, limits, channel, errors_only=True)
+
+
+def _normalise(raw: bytes | str, received_at: datetime, limits: Limits, channel: str | None,
+               errors_only: bool) -> ErrorEvent | Rejection | NotAnError:
     text, size = _decode(raw)
     if size > limits.max_message_bytes:
         return _dead_letter(text, f"message of {size} bytes is larger than the limit of "
@@ -374,14 +550,26 @@ def normalise(raw: bytes | str, received_at: datetime, limits: Limits = Limits()
     try:
         if needs_scrub:
             document = _scrub(document)
-        return _build(document, received_at, limits)
+        if errors_only and _error_kind(document) is None:
+            return NotAnError("no error event: neither an error envelope, an "
+                              f"{ALERT_EVENT} nor a type ending in 'error'")
+        event = _build(document, received_at, limits, channel)
+        if errors_only and SEVERITY_RANK[event.severity] < _WARNING_RANK:
+            return NotAnError(f"{event.severity} is below warning: not an error")
+        return event
     except Exception as exc:  # noqa: BLE001 - a rule we did not foresee must not stop the ingest
         return _dead_letter(text, f"could not normalise: {type(exc).__name__}: {exc}",
                             received_at, size)
 
 
-def _build(document: dict[str, Any], received_at: datetime, limits: Limits) -> ErrorEvent:
-    fields = _flatten_envelope(document) if _is_envelope(document) else document
+def _build(document: dict[str, Any], received_at: datetime, limits: Limits,
+           channel: str | None = None) -> ErrorEvent:
+    if _is_envelope(document):
+        fields = _flatten_envelope(document)
+    elif _is_alert(document):
+        fields = _flatten_alert(document)
+    else:
+        fields = document
     raw_context = fields.get("context", _NO_VALUE)
     if raw_context is _NO_VALUE or raw_context is None:
         context: dict[str, Any] = {}
@@ -389,21 +577,28 @@ def _build(document: dict[str, Any], received_at: datetime, limits: Limits) -> E
         context = dict(raw_context)
     else:
         context = {"value": raw_context}
+    if fields is document:
+        _keep_unnamed(document, _FLAT_FIELDS, context)
 
     get = fields.get
     severity = _fold_severity(get("severity"), context)
-    category = _fold_category(get("category"), context)
+    raw_category = get("category")
+    if raw_category is None or raw_category == "":
+        # Envelopes and alerts carry no category; their error code says it.
+        raw_category = category_of_code(get("error_code"), limits.error_code_categories)
+    category = _fold_category(raw_category, context)
+    is_test = _is_test(raw_category, context)
 
     timestamp_raw = get("timestamp")
     timestamp = parse_timestamp(timestamp_raw)
+    own_time = timestamp is not None
     if timestamp is None:
         timestamp = received_at
         if timestamp_raw is not None:
             context["raw_timestamp"] = timestamp_raw
 
     message = _as_text(_first_present(get("error_message", _NO_VALUE), get("message", _NO_VALUE)))
-    traceback = _as_text(_first_present(get("error_traceback", _NO_VALUE),
-                                        get("traceback", _NO_VALUE)))
+    traceback = _as_text(_traceback(fields, context))
     message = _cut_utf8(message, limits.max_text_bytes) if message else ""
     traceback = _cut_utf8(traceback, limits.max_text_bytes) if traceback else None
 
@@ -414,15 +609,25 @@ def _build(document: dict[str, Any], received_at: datetime, limits: Limits) -> E
     # Upper-case before fitting: "ß".upper() is "SS", so the other order could overflow.
     symbol = _as_text(_first_present(context.get("symbol"), get("symbol")))
     symbol = _fit("symbol", symbol.upper() if symbol else None, context)
-    error_type = _fit("error_type", _as_text(get("error_type")), context)
+    # `type` (the shared `{type: "application_error", ...}` messages) fills a missing type.
+    error_type = _fit("error_type", _as_text(_first_present(
+        get("error_type"), document.get("type") if fields is document else None)), context)
     source = _fit("source", _as_text(get("source")), context) or _DEFAULT_SOURCE
 
     explicit = get("fingerprint")
     if explicit is not None and "fingerprint" not in context:
         context["fingerprint"] = explicit
-    error_id = _error_id(get("error_id"), document, context)
+    if channel is not None:
+        sent = context.get("channel")
+        if sent is not None and sent != channel:
+            context.setdefault("raw_channel", sent)
+        context["channel"] = channel
+    # Without a timestamp of its own, a message's id includes the time received: each
+    # recurrence of the same error is its own row (CONTRACT.md §1, `error_id` missing).
+    error_id = _error_id(get("error_id"), document, context,
+                         None if own_time else received_at)
     return new_event(  # ErrorEvent(...), faster
         error_id, error_type, message, traceback, severity, category, source, component,
         operation, symbol, context, timestamp, received_at,
         compute_fingerprint(error_type, category, component, operation, message, symbol,
-                            context.get("fingerprint")))
+                            context.get("fingerprint")), is_test)

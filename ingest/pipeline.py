@@ -16,15 +16,18 @@ from typing import Any
 
 from ingest.batch_writer import BatchWriter
 from ingest.file_log import write_event, write_rejection
-from ingest.normalise import Limits, normalise
+from ingest.normalise import Limits, is_recurrence_id, normalise, recurrence_id
 from ingest.spool import Spool
 from live.ring_buffer import Entry, RingBuffer
-from queries.records import SEVERITY_RANK, ErrorEvent, Rejection
+from queries.records import SEVERITY_RANK, ErrorEvent, Rejection, iso_utc, new_event
 
 log = logging.getLogger(__name__)
 
 # Called with the ring entries (sequence number and event) that were new in a chunk.
 EntryListener = Callable[[Sequence[Entry]], None]
+# Producers (`source`) whose clocks are followed; past it the table starts again, so a
+# producer that sends a new source name with every message cannot grow it without end.
+MAX_CLOCK_SOURCES = 1000
 
 
 class Pipeline(threading.Thread):
@@ -56,6 +59,12 @@ class Pipeline(threading.Thread):
         self.rejected = 0
         self.log_only = 0
         self.by_severity: dict[str, int] = dict.fromkeys(SEVERITY_RANK, 0)
+        # The latest event of each producer, for its clock skew (`clock_skew`).
+        self.latest_by_source: dict[str, ErrorEvent] = {}
+        # Identical messages without an id or a timestamp, received in one read (one time
+        # stamp): how many of each id so far, so that each gets its own id (normalise.py).
+        self._recurrence_stamp: float | None = None
+        self._recurrences: dict[str, int] = {}
 
     def add_listener(self, listener: EntryListener) -> None:
         """`listener(entries)` is called with the new entries of each chunk, on this thread.
@@ -90,6 +99,37 @@ class Pipeline(threading.Thread):
             except Exception:
                 log.exception("pipeline failed on a chunk of %d messages", len(items))
 
+    def _own_recurrence_id(self, event: ErrorEvent, received: float) -> ErrorEvent:
+        """The n-th identical message of one time received gets `<id>.<n>` (from n = 2).
+
+        The same spool records give the same ids again on a replay, so a replay stays
+        harmless; only a crash inside such a run of copies can merge a few of them.
+        """
+        if received != self._recurrence_stamp:
+            self._recurrence_stamp = received
+            self._recurrences = {}
+        seen = self._recurrences.get(event.error_id, 0) + 1
+        self._recurrences[event.error_id] = seen
+        if seen == 1:
+            return event
+        e = event
+        return new_event(recurrence_id(e.error_id, seen), e.error_type, e.error_message,
+                         e.error_traceback, e.severity, e.category, e.source, e.component,
+                         e.operation, e.symbol, e.context, e.timestamp, e.received_at,
+                         e.fingerprint, e.is_test)
+
+    def clock_skew(self, warn_seconds: float) -> list[dict[str, Any]]:
+        """Each producer's clock against ours, from its latest message: skew = its timestamp
+        minus the time received (seconds), flagged past `warn_seconds`; worst first."""
+        rows = []
+        for source, event in list(self.latest_by_source.items()):
+            skew = event.clock_skew_seconds
+            rows.append({"source": source, "skewSeconds": round(skew, 3),
+                         "lastReceivedAt": iso_utc(event.received_at),
+                         "flagged": abs(skew) >= warn_seconds})
+        rows.sort(key=lambda r: -abs(r["skewSeconds"]))
+        return rows
+
     def process(self, items: Sequence[tuple[bytes, float]], position: Any = None) -> None:
         """Normalise a chunk of (payload, received time) and hand it on; `position` (the
         spool's, after the chunk) is passed to the writer to be checkpointed once stored."""
@@ -101,6 +141,9 @@ class Pipeline(threading.Thread):
         by_severity = self.by_severity
         last_received = None
         received_at = None
+        latest = self.latest_by_source
+        if len(latest) > MAX_CLOCK_SOURCES:
+            latest.clear()
         for payload, received in items:
             if received != last_received:
                 received_at = datetime.fromtimestamp(received, UTC)
@@ -111,6 +154,9 @@ class Pipeline(threading.Thread):
                 if error_log is not None:
                     write_rejection(error_log, result)
                 continue
+            if is_recurrence_id(result.error_id):
+                result = self._own_recurrence_id(result, received)
+            latest[result.source] = result
             by_severity[result.severity] += 1
             if error_log is not None:
                 write_event(error_log, result)

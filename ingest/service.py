@@ -30,7 +30,7 @@ from live.ring_buffer import RingBuffer
 from live.status import ListeningState, MonitorStatus, conservation
 from queries.records import iso_utc
 from queries.store import BatchResult, ErrorStore
-from settings import Settings
+from settings import Settings, parse_error_code_categories
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class IngestService:
                                   on_commit=self.spool.commit)
         self.pipeline = Pipeline(
             self.spool, self.writer, self.ring,
-            Limits(settings.max_message_bytes, settings.max_text_bytes),
+            limits_of(settings),
             store_min_severity=settings.store_min_severity,
             error_log=self.error_log,
             max_backlog=settings.queue_max_messages,
@@ -267,7 +267,16 @@ class IngestService:
                       "tornRecords": self.spool.torn_records},
             "history": history(sub.gaps, writer.outages),
             "alerts": self.alerts_status(),
+            "clockSkew": {"warnSeconds": self.settings.clock_skew_warn_seconds,
+                          "producers": self.pipeline.clock_skew(
+                              self.settings.clock_skew_warn_seconds)},
         }
+
+
+def limits_of(settings: Settings) -> Limits:
+    """What normalisation needs from the settings (also for issue 13's channel reader)."""
+    return Limits(settings.max_message_bytes, settings.max_text_bytes,
+                  parse_error_code_categories(settings.error_code_categories))
 
 
 def alert_rules(settings: Settings) -> AlertRules:

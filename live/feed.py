@@ -102,6 +102,7 @@ def decode_event(data: dict[str, Any]) -> ErrorEvent:
     for name in ("timestamp", "received_at"):
         values[name] = datetime.fromisoformat(values[name])
     values["context"] = values["context"] or {}
+    values["is_test"] = bool(values["is_test"])  # absent from an older ingest's feed
     return ErrorEvent(**values)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from queries.counted import RECEIVED, counted, received_since
 from queries.records import as_utc, iso_utc
 from queries.schema import error_logs
 
@@ -33,9 +34,12 @@ def error_summary(row: Any) -> dict[str, Any]:
     }
 
 
-def recent_errors(engine: Engine, limit: int = 100) -> list[dict[str, Any]]:
-    """The newest `limit` stored errors, newest first."""
-    query = select(*_SUMMARY_COLUMNS).order_by(error_logs.c.timestamp.desc()).limit(limit)
+def recent_errors(engine: Engine, limit: int = 100,
+                  include_test: bool = False) -> list[dict[str, Any]]:
+    """The `limit` errors received last, newest first (by the time received: a producer's
+    clock hours behind must not bury a new error); test traffic only when asked for."""
+    query = (select(*_SUMMARY_COLUMNS).where(*counted(include_test))
+             .order_by(RECEIVED.desc()).limit(limit))
     with engine.connect() as conn:
         return [error_summary(row) for row in conn.execute(query)]
 
@@ -43,16 +47,16 @@ def recent_errors(engine: Engine, limit: int = 100) -> list[dict[str, Any]]:
 def error_statistics(engine: Engine, hours: int, now: datetime | None = None) -> dict[str, Any]:
     """Counts by severity and by category over the last `hours` hours."""
     since = (now or datetime.now(UTC)) - timedelta(hours=hours)
-    in_range = error_logs.c.timestamp >= since
+    in_range = received_since(since)
     by_severity = dict.fromkeys(SHOWN_SEVERITIES, 0)
     by_category: dict[str, int] = {}
     with engine.connect() as conn:
         for severity, count in conn.execute(
-                select(error_logs.c.severity, func.count()).where(in_range)
+                select(error_logs.c.severity, func.count()).where(*in_range)
                 .group_by(error_logs.c.severity)):
             by_severity[severity] = count
         for category, count in conn.execute(
-                select(error_logs.c.category, func.count()).where(in_range)
+                select(error_logs.c.category, func.count()).where(*in_range)
                 .group_by(error_logs.c.category).order_by(func.count().desc())):
             by_category[category] = count
     return {
@@ -64,9 +68,10 @@ def error_statistics(engine: Engine, hours: int, now: datetime | None = None) ->
 
 
 def serious_counts(engine: Engine, since: datetime) -> tuple[int, int]:
-    """(critical, error) counts since `since`; served by the partial index on recent rows."""
+    """(critical, error) counts of the rows received since `since` (test traffic never
+    counts); served by the index on received_at."""
     query = (select(error_logs.c.severity, func.count())
-             .where(error_logs.c.timestamp >= since,
+             .where(*received_since(since),
                     error_logs.c.severity.in_(("critical", "error")))
              .group_by(error_logs.c.severity))
     with engine.connect() as conn:
@@ -89,5 +94,9 @@ def get_error(engine: Engine, error_id: str) -> dict[str, Any] | None:
         "source": row.source,
         "context": row.context,
         "createdAt": iso_utc(as_utc(row.created_at)),
+        "receivedAt": iso_utc(as_utc(row.received_at)),
+        "clockSkewSeconds": round(
+            (as_utc(row.timestamp) - as_utc(row.received_at)).total_seconds(), 3),
+        "test": bool(row.is_test),
     })
     return full

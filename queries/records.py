@@ -46,6 +46,14 @@ class ErrorEvent:
     timestamp: datetime
     received_at: datetime
     fingerprint: str | None = None  # the error group (groups/fingerprint.py)
+    # Test traffic (category `test`, or `context.test` true): stored and shown as test, but
+    # no alert, no health change, and out of every count unless asked for (queries/counted.py).
+    is_test: bool = False
+
+    @property
+    def clock_skew_seconds(self) -> float:
+        """The producer's clock minus ours: `timestamp - received_at`, in seconds."""
+        return (self.timestamp - self.received_at).total_seconds()
 
     def to_summary(self) -> dict[str, Any]:
         """The short shape of the REST API's lists (`id` is the producer's `error_id`)."""
@@ -66,12 +74,12 @@ class ErrorEvent:
 # for every field, which is most of the cost of an event on the ingest's hot path.
 _EVENT_FIELDS = ("error_id", "error_type", "error_message", "error_traceback", "severity",
                  "category", "source", "component", "operation", "symbol", "context",
-                 "timestamp", "received_at", "fingerprint")
+                 "timestamp", "received_at", "fingerprint", "is_test")
 if tuple(f.name for f in fields(ErrorEvent)) != _EVENT_FIELDS:  # pragma: no cover
     raise RuntimeError("ErrorEvent's fields changed: update new_event")
 (_set_error_id, _set_error_type, _set_error_message, _set_error_traceback, _set_severity,
  _set_category, _set_source, _set_component, _set_operation, _set_symbol, _set_context,
- _set_timestamp, _set_received_at, _set_fingerprint) = (
+ _set_timestamp, _set_received_at, _set_fingerprint, _set_is_test) = (
     getattr(ErrorEvent, name).__set__ for name in _EVENT_FIELDS)
 _new_object = object.__new__
 
@@ -80,7 +88,7 @@ def new_event(error_id: str, error_type: str | None, error_message: str,
               error_traceback: str | None, severity: str, category: str, source: str,
               component: str | None, operation: str | None, symbol: str | None,
               context: dict[str, Any], timestamp: datetime, received_at: datetime,
-              fingerprint: str | None = None) -> ErrorEvent:
+              fingerprint: str | None = None, is_test: bool = False) -> ErrorEvent:
     event = _new_object(ErrorEvent)
     _set_error_id(event, error_id)
     _set_error_type(event, error_type)
@@ -96,6 +104,7 @@ def new_event(error_id: str, error_type: str | None, error_message: str,
     _set_timestamp(event, timestamp)
     _set_received_at(event, received_at)
     _set_fingerprint(event, fingerprint)
+    _set_is_test(event, is_test)
     return event
 
 

@@ -86,7 +86,14 @@ error_logs = Table(
     Column("fingerprint", String(40)),
     Column("timestamp", UtcDateTime(), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False, server_default=func.now()),
+    # When the monitor received it: the producer's clock may be off by hours (local time
+    # labelled Z), so health, recency and "last N minutes" windows use this, not "timestamp".
+    # The default is for rows written by hand; the writer always sends the time received.
+    Column("received_at", UtcDateTime(), nullable=False, server_default=func.now()),
+    # Test traffic: stored and shown, but out of counts, health and alerts (queries/counted.py).
+    Column("is_test", Boolean, nullable=False, server_default=text("false")),
     Index("idx_error_logs_timestamp", "timestamp"),
+    Index("idx_error_logs_received_at", "received_at"),
     Index("idx_error_logs_severity", "severity"),
     Index("idx_error_logs_category", "category"),
     Index("idx_error_logs_symbol", "symbol"),
@@ -211,6 +218,7 @@ maintenance_runs = Table(
 INSERT_COLUMNS = (
     "error_id", "error_type", "error_message", "error_traceback", "severity", "category",
     "source", "component", "operation", "symbol", "context", "timestamp", "fingerprint",
+    "received_at", "is_test",
 )
 
 
@@ -262,8 +270,69 @@ def error_logs_layout(conn) -> str:  # type: ignore[no-untyped-def]
     return {"p": "partitioned", "r": "plain", None: "missing"}.get(kind, "plain")
 
 
+# Columns added to error_logs after its first version, with how an older table gets them
+# (PostgreSQL; SQLite below): rows of before the upgrade were received when they were stored.
+_UPGRADES_PG = {
+    "received_at": (
+        "ALTER TABLE error_logs ADD COLUMN IF NOT EXISTS received_at TIMESTAMP WITH TIME ZONE",
+        "UPDATE error_logs SET received_at = created_at WHERE received_at IS NULL",
+        "ALTER TABLE error_logs ALTER COLUMN received_at SET DEFAULT now(), "
+        "ALTER COLUMN received_at SET NOT NULL",
+        "CREATE INDEX IF NOT EXISTS idx_error_logs_received_at ON error_logs (received_at)",
+    ),
+    "is_test": (
+        "ALTER TABLE error_logs ADD COLUMN IF NOT EXISTS is_test BOOLEAN NOT NULL DEFAULT false",
+    ),
+}
+# SQLite cannot add a NOT NULL column without a constant default: received_at stays nullable
+# in an upgraded file, and is filled at once.
+_UPGRADES_SQLITE = {
+    "received_at": (
+        "ALTER TABLE error_logs ADD COLUMN received_at DATETIME",
+        "UPDATE error_logs SET received_at = created_at WHERE received_at IS NULL",
+        "CREATE INDEX IF NOT EXISTS idx_error_logs_received_at ON error_logs (received_at)",
+    ),
+    "is_test": ("ALTER TABLE error_logs ADD COLUMN is_test BOOLEAN NOT NULL DEFAULT 0",),
+}
+# Several processes (ingest, gunicorn workers) may start at once: one upgrades, the others
+# wait on this lock and then find nothing left to do.
+_UPGRADE_LOCK = 715_015
+
+
+def _existing_columns(conn) -> set[str]:  # type: ignore[no-untyped-def]
+    if conn.dialect.name == "postgresql":
+        rows = conn.exec_driver_sql(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = 'error_logs'").all()
+        return {row[0] for row in rows}
+    return {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(error_logs)").all()}
+
+
+def upgrade_error_logs(conn) -> list[str]:  # type: ignore[no-untyped-def]
+    """Add the columns an older error_logs lacks (in the caller's transaction); the names.
+
+    Idempotent: a table that has them is not touched (no lock taken beyond a catalogue read).
+    """
+    existing = _existing_columns(conn)
+    if not existing:
+        return []  # no table yet: it is made whole
+    upgrades = _UPGRADES_PG if conn.dialect.name == "postgresql" else _UPGRADES_SQLITE
+    missing = [name for name in upgrades if name not in existing]
+    if not missing:
+        return []
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_UPGRADE_LOCK})")
+        existing = _existing_columns(conn)
+        missing = [name for name in upgrades if name not in existing]
+    for name in missing:
+        for statement in upgrades[name]:
+            conn.exec_driver_sql(statement)
+    return missing
+
+
 def create_schema(engine: Engine) -> None:
-    """Create the tables and indexes that are missing; existing ones are left as they are.
+    """Create the tables and indexes that are missing; existing ones are left as they are,
+    but for the columns added since (`upgrade_error_logs`).
 
     On PostgreSQL a missing `error_logs` is made partitioned (with its DEFAULT partition; the
     retention job adds the daily partitions); an existing unpartitioned one is kept.
@@ -272,6 +341,8 @@ def create_schema(engine: Engine) -> None:
         others = [t for t in metadata.sorted_tables if t.name != "error_logs"]
         with engine.begin() as conn:
             layout = error_logs_layout(conn)
+            # Before the DDL below: its indexes may name the new columns.
+            upgrade_error_logs(conn)
             if layout == "plain":
                 # gen_random_uuid() is built in from PostgreSQL 13, so COPY can leave `id` out.
                 conn.exec_driver_sql(
@@ -281,5 +352,7 @@ def create_schema(engine: Engine) -> None:
                     conn.exec_driver_sql(statement)
             metadata.create_all(conn, tables=others)
     else:
+        with engine.begin() as conn:
+            upgrade_error_logs(conn)
         metadata.create_all(engine, tables=[
             t for t in metadata.sorted_tables if not t.info.get("postgresql_only")])

@@ -7,6 +7,7 @@ The language, as typed in the Errors page and passed as `q` to the API:
     severity:critical          key:value terms: severity, category, symbol, component, type,
     category:pattern,network     operation, source; a comma gives alternatives,
     -category:network            a leading `-` excludes
+    test:true                  test traffic too (left out by default); test:only for it alone
 
 Terms are AND-ed. An unknown key (`http://x`, `note:this`) is plain free text, so a message
 with a colon in it can still be found.
@@ -32,6 +33,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
+from queries.counted import counted
 from queries.dialects import set_statement_timeout
 from queries.reads import error_summary
 from queries.records import CATEGORIES, SEVERITIES, as_utc
@@ -91,6 +93,8 @@ class SearchQuery:
     keys: tuple[KeyTerm, ...] = ()
     start: datetime | None = None
     end: datetime | None = None
+    # `test:true` includes test traffic, `test:only` shows nothing else; default: left out.
+    test: str = "false"
 
     def between(self, start: datetime | None, end: datetime | None) -> SearchQuery:
         """The same terms over [start, end); naive times are taken as UTC."""
@@ -98,7 +102,7 @@ class SearchQuery:
         end = _aware(end)
         if start is not None and end is not None and start >= end:
             raise SearchError("the start of the time range must be before its end")
-        return SearchQuery(self.words, self.keys, start, end)
+        return SearchQuery(self.words, self.keys, start, end, self.test)
 
 
 @dataclass
@@ -167,9 +171,15 @@ def parse_query(text_: str | None) -> SearchQuery:
         raise SearchError("the search is longer than 1,000 characters")
     words: list[str] = []
     keys: list[KeyTerm] = []
+    test = "false"
     for match in _TOKEN.finditer(text_):
         key = (match.group("key") or "").lower()
-        if key in KEY_COLUMNS:
+        if key == "test" and not match.group("neg"):
+            test = (match.group("qval") or match.group("val") or "").strip().lower()
+            if test not in _TEST_VALUES:
+                raise SearchError(f"test must be one of {', '.join(_TEST_VALUES)}; "
+                                  f"got {test[:40]!r}")
+        elif key in KEY_COLUMNS:
             raw = match.group("qval") if match.group("qval") is not None else match.group("val")
             keys.append(KeyTerm(key, _key_values(key, raw or ""), bool(match.group("neg"))))
         elif match.group("phrase") is not None:
@@ -177,7 +187,10 @@ def parse_query(text_: str | None) -> SearchQuery:
                 words.append(match.group("phrase"))
         else:
             words.append(match.group(0))
-    return SearchQuery(tuple(words), tuple(keys))
+    return SearchQuery(tuple(words), tuple(keys), test=test)
+
+
+_TEST_VALUES = ("true", "false", "only")
 
 
 def _like_pattern(word: str) -> str:
@@ -189,6 +202,10 @@ def _like_pattern(word: str) -> str:
 def conditions(query: SearchQuery) -> list[ColumnElement[bool]]:
     """The WHERE conditions of `query`, each served by an index where one exists."""
     where: list[ColumnElement[bool]] = []
+    if query.test == "only":
+        where.append(error_logs.c.is_test.is_(True))
+    else:
+        where.extend(counted(include_test=query.test == "true"))
     if query.start is not None:
         where.append(error_logs.c.timestamp >= query.start)
     if query.end is not None:
@@ -233,12 +250,16 @@ _LIST_COLUMNS = (
     error_logs.c.error_id, error_logs.c.error_type, error_logs.c.error_message,
     error_logs.c.severity, error_logs.c.category, error_logs.c.symbol,
     error_logs.c.component, error_logs.c.operation, error_logs.c.timestamp,
+    error_logs.c.is_test,
 )
 
 
 def _item(row: Any) -> dict[str, Any]:
     """The API's summary of an error, with its operation (the search shows it)."""
-    return {**error_summary(row), "operation": row.operation}
+    item = {**error_summary(row), "operation": row.operation}
+    if row.is_test:
+        item["test"] = True
+    return item
 
 
 def _is_timeout(exc: OperationalError) -> bool:

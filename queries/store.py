@@ -107,7 +107,8 @@ def _csv_rows(events: Sequence[ErrorEvent]) -> str:
     for e in events:
         row = (e.error_id, e.error_type, e.error_message, e.error_traceback, e.severity,
                e.category, e.source, e.component, e.operation, e.symbol, _context_json(e),
-               e.timestamp.isoformat(), e.fingerprint)
+               e.timestamp.isoformat(), e.fingerprint, e.received_at.isoformat(),
+               "t" if e.is_test else "f")
         try:
             append(",".join(["" if v is None else '"' + v.replace('"', '""') + '"'
                              for v in row]) + "\n")
@@ -361,7 +362,8 @@ class ErrorStore:
             "ON CONFLICT (error_id) DO NOTHING",
             [(uuid.uuid4().hex, e.error_id, e.error_type, e.error_message, e.error_traceback,
               e.severity, e.category, e.source, e.component, e.operation, e.symbol,
-              _context_json(e), sqlite_time(e.timestamp), e.fingerprint) for e in events])
+              _context_json(e), sqlite_time(e.timestamp), e.fingerprint,
+              sqlite_time(e.received_at), 1 if e.is_test else 0) for e in events])
         cur.close()
         return set(ids) - existing
 
@@ -408,7 +410,8 @@ def _event_as_json(event: ErrorEvent) -> str:
         "severity": event.severity, "category": event.category, "source": event.source,
         "component": event.component, "operation": event.operation, "symbol": event.symbol,
         "context": event.context, "timestamp": event.timestamp.isoformat(),
-        "fingerprint": event.fingerprint,
+        "fingerprint": event.fingerprint, "received_at": event.received_at.isoformat(),
+        "is_test": event.is_test,
     }
     try:
         return orjson.dumps(document, default=str).decode("utf-8", "replace")

@@ -3,7 +3,8 @@
 Counting a month of errors afresh costs about a second on PostgreSQL with a million rows
 (every row is read), far over a live page's budget. So `HourlyRollup` keeps the counts of
 each completed UTC hour in memory: a month is then ~720 cached hours plus two partial hours
-at the edges, read live through the timestamp index. Cached hours are read again now and
+at the edges, read live through the received_at index (counts are by the time received, and
+leave test traffic out: queries/counted.py). Cached hours are read again now and
 then (recent ones every minute, older ones every half hour, a bounded number per call), so
 rows that arrive late (a spool replayed after an outage) show up within that time.
 
@@ -26,6 +27,7 @@ from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
+from queries.counted import RECEIVED, counted
 from queries.dialects import epoch_bucket, without_jit
 from queries.reads import SHOWN_SEVERITIES
 from queries.records import CATEGORIES, SEVERITIES, iso_utc
@@ -114,13 +116,14 @@ Ranges = Sequence[tuple[datetime, datetime]]
 
 
 def _in_ranges(ranges: Ranges) -> ColumnElement[bool]:
-    ts = error_logs.c.timestamp
+    """Counted rows received in the ranges (the producer's clock may be hours off)."""
+    ts = RECEIVED
     parts = [and_(ts >= start, ts < end) for start, end in ranges]
-    return parts[0] if len(parts) == 1 else or_(*parts)
+    return and_(parts[0] if len(parts) == 1 else or_(*parts), *counted())
 
 
 def _read_matrices(engine: Engine, ranges: Ranges, seconds: int) -> dict[int, np.ndarray]:
-    bucket = epoch_bucket(engine, error_logs.c.timestamp, seconds).label("b")
+    bucket = epoch_bucket(engine, RECEIVED, seconds).label("b")
     out: dict[int, np.ndarray] = {}
     with _reading(engine) as conn:
         rows = conn.execute(
@@ -150,7 +153,7 @@ def _read_tallies(engine: Engine, ranges: Ranges, seconds: int | None,
             rows = conn.execute(select(literal(0), column, func.count())
                                 .where(*where).group_by(column)).all()
         else:
-            bucket = epoch_bucket(engine, error_logs.c.timestamp, seconds).label("b")
+            bucket = epoch_bucket(engine, RECEIVED, seconds).label("b")
             rows = conn.execute(select(bucket, column, func.count())
                                 .where(*where).group_by(bucket, column)).all()
     for b, value, count in rows:

@@ -50,6 +50,10 @@ def _restore_chunk(engine: Engine, table: str, documents: list[dict[str, Any]]) 
         existing = table_columns(cur, engine.dialect.name, table)
         keys: set[str] = set()
         for document in documents:
+            if table == "error_logs" and "received_at" not in document:
+                # Archived before rows kept the time received: as the schema upgrade does.
+                document["received_at"] = document.get("created_at") or document.get(
+                    "timestamp")
             keys.update(document)
         columns = [c.name for c in metadata.tables[table].columns
                    if c.name in keys and c.name in existing]

@@ -25,12 +25,17 @@ CREATE TABLE IF NOT EXISTS error_logs (
     fingerprint     VARCHAR(40),
     "timestamp"     TIMESTAMP WITH TIME ZONE NOT NULL,
     created_at      TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now(),
+    -- When the monitor received it (the producer's clock may be off); health and recency use it.
+    received_at     TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now(),
+    -- Test traffic (category test, context.test true): out of counts, health and alerts.
+    is_test         BOOLEAN NOT NULL DEFAULT false,
     CONSTRAINT error_logs_pkey PRIMARY KEY (id, "timestamp")
 ) PARTITION BY RANGE ("timestamp");
 
 CREATE TABLE IF NOT EXISTS error_logs_default PARTITION OF error_logs DEFAULT;
 
 CREATE INDEX IF NOT EXISTS idx_error_logs_timestamp  ON error_logs ("timestamp");
+CREATE INDEX IF NOT EXISTS idx_error_logs_received_at ON error_logs (received_at);
 CREATE INDEX IF NOT EXISTS idx_error_logs_severity   ON error_logs (severity);
 CREATE INDEX IF NOT EXISTS idx_error_logs_category   ON error_logs (category);
 CREATE INDEX IF NOT EXISTS idx_error_logs_symbol     ON error_logs (symbol);

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.normalise import Limits, normalise
+from ingest.normalise import Limits, NotAnError, normalise, normalise_channel_event
 from queries.records import (
     CATEGORIES,
     COLUMN_LIMITS,
@@ -270,7 +270,8 @@ def test_envelope_fields_are_read_from_the_payload() -> None:
     assert event.symbol == "AAPL"
     assert event.source == "daily_import_job"
     assert event.timestamp == datetime(2025, 1, 26, 21, 20, tzinfo=UTC)
-    assert event.category == "unknown"
+    # An envelope carries no category: its error code says it (ERROR_CODE_CATEGORIES).
+    assert event.category == "network"
     assert "raw_category" not in event.context
 
 
@@ -1190,7 +1191,12 @@ def test_arbitrary_json_objects_normalise_the_same_way_twice(document: dict[str,
     first = normalise(raw, RECEIVED, Limits())
     second = normalise(raw, RECEIVED + timedelta(hours=1), Limits())
     assert isinstance(first, ErrorEvent) and isinstance(second, ErrorEvent)
-    assert first.error_id == second.error_id
+    if first.error_id.startswith("derived-") and first.timestamp == RECEIVED:
+        # Neither an id nor a timestamp of its own: the time received is part of the id, so
+        # each recurrence is its own row (CONTRACT.md §1).
+        assert first.error_id != second.error_id
+    else:
+        assert first.error_id == second.error_id
     assert first.context == second.context
 
 
@@ -1205,3 +1211,138 @@ def test_truncated_or_corrupted_json_never_raises(document: dict[str, Any], cut:
             assert_valid_event(result)
         else:
             assert_valid_rejection(result)
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 15: what the TickStock systems really send
+
+
+def test_minimal_message_recurrence_gets_a_new_id_each_time_received() -> None:
+    minimal = {"severity": "error", "message": "feed stalled", "category": "network",
+               "component": "Feed", "context": {}}
+    first = event_of(minimal)
+    later = event_of(minimal, received=RECEIVED + timedelta(hours=3))
+    assert first.error_id.startswith("derived-") and later.error_id.startswith("derived-")
+    assert first.error_id != later.error_id
+    assert first.fingerprint == later.fingerprint
+
+
+@pytest.mark.parametrize("field", ["traceback", "error_traceback"])
+@pytest.mark.parametrize("value", ["NoneType: None\n", "NoneType: None", "  NoneType: None \n"])
+def test_none_type_none_is_no_traceback_and_kept_in_context(field: str, value: str) -> None:
+    event = event_of(producer_message(**{"error_traceback": None, field: value}))
+    assert event.error_traceback is None
+    assert event.context[f"raw_{field}"] == value
+
+
+def test_a_real_traceback_beside_a_fake_one_is_kept() -> None:
+    event = event_of({"error_traceback": "NoneType: None\n", "traceback": "Traceback (x)"})
+    assert event.error_traceback == "Traceback (x)"
+
+
+def test_unknown_top_level_fields_go_into_context_and_type_fills_error_type() -> None:
+    event = event_of({"type": "application_error", "message": "boom", "severity": "error",
+                      "timestamp": 1730300000, "extra": {"k": 1}})
+    assert event.error_type == "application_error"
+    assert event.context["type"] == "application_error"
+    assert event.context["extra"] == {"k": 1}
+
+
+def test_a_top_level_field_clashing_with_context_is_kept_beside_it() -> None:
+    event = event_of({"message": "x", "attempt": 3, "context": {"attempt": 1}})
+    assert event.context["attempt"] == 1 and event.context["top_level_attempt"] == 3
+
+
+def test_error_type_wins_over_type() -> None:
+    assert event_of({"type": "application_error", "error_type": "KeyError"}).error_type == \
+        "KeyError"
+
+
+@pytest.mark.parametrize("document", [
+    {"severity": "critical", "message": "test", "category": "test", "component": "TestScript"},
+    {"severity": "critical", "message": "test", "category": "pattern", "context": {"test": True}},
+    {"severity": "critical", "message": "test", "context": {"test": "true"}},
+])
+def test_test_traffic_is_marked_as_test(document: dict[str, Any]) -> None:
+    assert event_of(document).is_test
+
+
+def test_real_traffic_is_not_test() -> None:
+    assert not event_of(producer_message()).is_test
+    assert not event_of({"message": "x", "context": {"test": False}}).is_test
+
+
+@pytest.mark.parametrize(("code", "category"), [
+    ("RATE_LIMIT_EXCEEDED", "network"), ("API_RATE_LIMIT", "network"),
+    ("REQUEST_TIMEOUT", "network"), ("CONNECTION_REFUSED", "network"),
+    ("DATABASE_ERROR", "database"), ("DB_WRITE_FAILED", "database"),
+    ("SOMETHING_ELSE", "unknown"),
+])
+def test_envelope_category_comes_from_its_error_code(code: str, category: str) -> None:
+    event = event_of(envelope(error_code=code))
+    assert event.category == category
+    assert "raw_category" not in event.context
+
+
+def test_an_explicit_category_wins_over_the_error_code() -> None:
+    assert event_of(envelope(error_code="API_RATE_LIMIT", category="database")).category == \
+        "database"
+
+
+def test_the_error_code_table_comes_from_the_limits() -> None:
+    limits = Limits(error_code_categories=(("RATE", "performance"),))
+    assert event_of(envelope(error_code="API_RATE_LIMIT"), limits).category == "performance"
+
+
+def test_the_channel_is_kept_in_context_when_given() -> None:
+    result = normalise(_encode(producer_message()), RECEIVED, Limits(), channel="tickstock:x")
+    assert isinstance(result, ErrorEvent) and result.context["channel"] == "tickstock:x"
+    assert "channel" not in event_of(producer_message()).context
+
+
+def alert_event(level: str = "critical", **alert: Any) -> dict[str, Any]:
+    return {"event_type": "ALERT_TRIGGERED", "timestamp": "2025-09-25T14:03:11Z",
+            "alert": {"level": level, "component": "DataFeed",
+                      "message": "no bars for 5 minutes", "threshold": 300, **alert}}
+
+
+def test_an_alert_triggered_event_is_an_error() -> None:
+    result = normalise_channel_event(_encode(alert_event()), RECEIVED, Limits(),
+                                     "tickstock:monitoring")
+    assert isinstance(result, ErrorEvent)
+    assert (result.severity, result.component, result.error_message) == (
+        "critical", "DataFeed", "no bars for 5 minutes")
+    assert result.context["threshold"] == 300
+    assert result.context["event_type"] == "ALERT_TRIGGERED"
+    assert result.context["channel"] == "tickstock:monitoring"
+    assert result.timestamp == datetime(2025, 9, 25, 14, 3, 11, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("level", ["warning", "error", "critical"])
+def test_alerts_from_warning_up_are_errors(level: str) -> None:
+    result = normalise_channel_event(_encode(alert_event(level)), RECEIVED, Limits(), "m")
+    assert isinstance(result, ErrorEvent) and result.severity == level
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_alerts_below_warning_are_not_errors(level: str) -> None:
+    result = normalise_channel_event(_encode(alert_event(level)), RECEIVED, Limits(), "m")
+    assert isinstance(result, NotAnError) and level in result.reason
+
+
+def test_other_events_of_a_shared_channel_are_not_errors() -> None:
+    for document in ({"event": "pattern_detected", "payload": {"symbol": "AAPL"}},
+                     {"event_type": "heartbeat"}, {}):
+        result = normalise_channel_event(_encode(document), RECEIVED, Limits(), "p")
+        assert isinstance(result, NotAnError), document
+
+
+def test_a_processing_error_of_a_shared_channel_is_an_error() -> None:
+    document = envelope(event="processing_error", severity="error", error_code="DB_TIMEOUT")
+    result = normalise_channel_event(_encode(document), RECEIVED, Limits(), "tickstock.p")
+    assert isinstance(result, ErrorEvent)
+    assert result.context["event"] == "processing_error"
+
+
+def test_garbage_on_a_shared_channel_is_still_a_dead_letter() -> None:
+    assert isinstance(normalise_channel_event(b"{nope", RECEIVED, Limits(), "p"), Rejection)

@@ -16,7 +16,9 @@ def test_new_event_equals_the_dataclass_built_one():  # type: ignore[no-untyped-
               "AAPL", {"k": [1, 2]}, moment, moment, "f" * 40)
     fast, slow = new_event(*values), ErrorEvent(*values)
     assert fast == slow and repr(fast) == repr(slow) and type(fast) is ErrorEvent
-    assert dataclasses.astuple(fast) == values
+    assert dataclasses.astuple(fast) == (*values, False)  # is_test defaults to False
+    marked = (*values, True)
+    assert new_event(*marked) == ErrorEvent(*marked) and new_event(*marked).is_test
     assert new_event(*values[:-1]) == ErrorEvent(*values[:-1])  # fingerprint defaults to None
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.severity = "info"  # type: ignore[misc]

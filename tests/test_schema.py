@@ -71,3 +71,31 @@ def test_the_sql_script_makes_the_same_schema_and_the_store_writes_to_it(pg_engi
     assert store.write_batch([event(error_id="by-script")]).inserted == 1
     store.close()
     fresh_schema(pg_engine)
+
+
+def _make_older_table(engine) -> None:  # type: ignore[no-untyped-def]
+    """error_logs as an earlier version made it: without received_at and is_test."""
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX IF EXISTS idx_error_logs_received_at"))
+        conn.execute(text("ALTER TABLE error_logs DROP COLUMN received_at"))
+        conn.execute(text("ALTER TABLE error_logs DROP COLUMN is_test"))
+        conn.execute(text(
+            "INSERT INTO error_logs (id, error_id, error_message, severity, category, source, "
+            "context, \"timestamp\", created_at) VALUES ('5f0c2b9e-1d7a-4c1e-9d35-2b1f7f0e9a44', "
+            "'old-1', 'old', 'error', 'pattern', 'TickStockPL', '{}', "
+            "'2024-10-30 12:00:00+00', '2024-10-30 12:00:05+00')"))
+
+
+def test_an_older_error_logs_gets_received_at_from_created_at_and_is_test(engine):  # type: ignore[no-untyped-def]
+    _make_older_table(engine)
+    create_schema(engine)
+    create_schema(engine)  # idempotent: a second start finds nothing to do
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT received_at, created_at, is_test FROM error_logs WHERE error_id = 'old-1'")
+        ).one()
+    assert str(row.received_at)[:19] == str(row.created_at)[:19]
+    assert not row.is_test
+    store = ErrorStore(engine)
+    assert store.write_batch([event(is_test=True)]).inserted == 1
+    store.close()

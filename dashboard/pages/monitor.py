@@ -23,7 +23,7 @@ import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboard import ids
-from dashboard.components import ago, empty_state, interval, utc_text
+from dashboard.components import ago, empty_state, interval, skew_text, utc_text
 from live.status import StatusSource
 from queries.records import parse_iso_utc
 
@@ -58,6 +58,7 @@ SECTIONS: dict[str, str] = {
     "history": ids.MONITOR_HISTORY,
     "retention": ids.MONITOR_RETENTION,
     "webhook": ids.MONITOR_WEBHOOK,
+    "clocks": ids.MONITOR_CLOCKS,
 }
 
 
@@ -337,6 +338,27 @@ def webhook_view(status: Mapping[str, Any], now: datetime) -> Section:
     return {"state": state, "tone": tone, "rows": rows}
 
 
+def clocks_view(status: Mapping[str, Any], now: datetime) -> Section:
+    """Producers whose clock is off by CLOCK_SKEW_WARN_SECONDS or more, from the ingest."""
+    clock = status.get("clockSkew") if isinstance(status.get("clockSkew"), Mapping) else {}
+    warn = clock.get("warnSeconds")
+    producers = [p for p in clock.get("producers") or [] if isinstance(p, Mapping)]
+    flagged = [p for p in producers if p.get("flagged")]
+    if not producers:
+        return {"state": "No producer heard yet", "tone": "body-secondary", "rows": []}
+    limit = duration_text(warn) if isinstance(warn, (int, float)) else "the limit"
+    rows = [[str(p.get("source") or "—"),
+             f"{skew_text(p.get('skewSeconds'))} (last message "
+             f"{when_text(p.get('lastReceivedAt'), now)})"] for p in flagged]
+    if not flagged:
+        return {"state": f"Every producer's clock is within {limit}", "tone": "success",
+                "rows": []}
+    noun = "producer's clock is" if len(flagged) == 1 else "producers' clocks are"
+    return {"state": f"{len(flagged)} {noun} off by {limit} or more: their errors keep their "
+                     "own time, health and recency use the time received",
+            "tone": "warning", "rows": rows}
+
+
 def monitor_view(status: Mapping[str, Any], now: datetime | None = None) -> dict[str, Section]:
     """Every section of the page as plain texts, keyed as SECTIONS."""
     now = now or datetime.now(UTC)
@@ -349,6 +371,7 @@ def monitor_view(status: Mapping[str, Any], now: datetime | None = None) -> dict
         "history": history_view(status, now),
         "retention": retention_view(status, now),
         "webhook": webhook_view(status, now),
+        "clocks": clocks_view(status, now),
     }
 
 
@@ -464,7 +487,7 @@ def layout(status: Status) -> Any:
     titles = {"listening": "Redis subscription", "store": "Store", "conservation": "Conservation",
               "counters": "Counters", "queue": "Queue and spool",
               "history": "Incident history (newest first)", "retention": "Retention",
-              "webhook": "Alert webhook"}
+              "webhook": "Alert webhook", "clocks": "Producer clocks"}
 
     def card(name: str) -> dbc.Card:
         return _card(titles[name], SECTIONS[name], body[name])
@@ -481,7 +504,9 @@ def layout(status: Status) -> Any:
                  dbc.Col(html.Div([card("queue"), card("webhook")],
                                   className="d-flex flex-column gap-3 h-100"), lg=5)],
                 className="g-3 mb-3"),
-        dbc.Row([dbc.Col(card("retention"), lg=4), dbc.Col(card("history"), lg=8)],
+        dbc.Row([dbc.Col(html.Div([card("retention"), card("clocks")],
+                                  className="d-flex flex-column gap-3 h-100"), lg=4),
+                 dbc.Col(card("history"), lg=8)],
                 className="g-3 mb-3"),
         dcc.Store(id=ids.MONITOR_DIGEST, data=None if problem else {
             **{n: digest(s) for n, s in view.items()}, "_at": utc_text(now)}),
