@@ -80,6 +80,12 @@ class Settings:
     error_stream: str = "tickstock:errors:stream"
     stream_group: str = "tickstock-error-monitor"
     stream_consumer: str = ""
+    # A pending entry idle this long belongs to a dead consumer and is claimed by another.
+    stream_claim_idle_ms: int = 60_000
+    # How often each consumer looks for entries dead consumers left.
+    stream_reclaim_interval_ms: int = 5000
+    # Unacknowledged entries at which a consumer stops reading new ones (its store is slow).
+    stream_max_backlog: int = 10_000
     error_code_categories: str = DEFAULT_ERROR_CODE_CATEGORIES
     # A producer whose clock is further than this from ours is flagged on the Monitor page.
     clock_skew_warn_seconds: int = 300
@@ -97,7 +103,8 @@ class Settings:
                      "log_file_max_size", "retention_days", "alert_webhook_max_tries",
                      "alert_repeat_minutes", "alert_category_burst_minutes",
                      "alert_symbol_pattern_minutes", "alert_resolve_minutes",
-                     "retention_batch_rows"):
+                     "retention_batch_rows", "stream_claim_idle_ms",
+                     "stream_reclaim_interval_ms", "stream_max_backlog"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be at least 1, got {getattr(self, name)}")
         for name in ("alert_error_rate_per_minute", "alert_category_burst_count",

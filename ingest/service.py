@@ -24,7 +24,7 @@ from ingest.normalise import Limits
 from ingest.pipeline import Pipeline
 from ingest.process_log import redact_url, secret_fragments
 from ingest.spool import Spool
-from ingest.stream_source import StreamSubscriber
+from ingest.stream_source import StreamSubscriber, default_consumer
 from ingest.subscriber import Subscriber
 from live.ring_buffer import RingBuffer
 from live.status import ListeningState, MonitorStatus, conservation
@@ -81,7 +81,11 @@ class IngestService:
         if settings.ingest_source == "stream":
             self.subscriber = StreamSubscriber(
                 settings.redis_url, settings.error_stream, settings.stream_group,
-                self.spool.append, consumer=settings.stream_consumer or None)
+                self.spool.append,
+                consumer=settings.stream_consumer or default_consumer(settings.spool_dir),
+                claim_idle_ms=settings.stream_claim_idle_ms,
+                reclaim_interval_ms=settings.stream_reclaim_interval_ms,
+                max_backlog=settings.stream_max_backlog)
             self.spool.add_commit_listener(self.subscriber.acknowledge)
         else:
             self.subscriber = Subscriber(
@@ -270,7 +274,18 @@ class IngestService:
             "clockSkew": {"warnSeconds": self.settings.clock_skew_warn_seconds,
                           "producers": self.pipeline.clock_skew(
                               self.settings.clock_skew_warn_seconds)},
+            **({"stream": self.stream_status()} if isinstance(sub, StreamSubscriber) else {}),
         }
+
+    def stream_status(self) -> dict[str, Any]:
+        """This consumer of the stream: who it is, what it holds, what it took over, and
+        what the deployment lost to trimming."""
+        sub = self.subscriber
+        assert isinstance(sub, StreamSubscriber)
+        return {"stream": sub.stream, "group": sub.group, "consumer": sub.consumer,
+                "pending": sub.backlog(), "paused": sub.backlog_paused,
+                "claimed": sub.claimed, "consumersRemoved": sub.consumers_removed,
+                "lostTrimmed": sub.lost_trimmed + sub.deleted_pending}
 
 
 def limits_of(settings: Settings) -> Limits:

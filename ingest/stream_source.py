@@ -10,10 +10,26 @@ acknowledged (XACK) only once the store has committed them, so an entry delivere
 monitor that dies before committing is delivered again (re-read from this consumer's pending
 list on restart, or claimed by another consumer with XAUTOCLAIM after `claim_idle_ms`).
 Entries without a `data` field are taken as the JSON object of their fields.
+
+Several monitors in one group (docs/deploy.md):
+- "idle" must mean "dead". A live consumer whose store is down keeps its entries pending for
+  as long as the outage lasts, so it touches them (XCLAIM to itself, JUSTID) well within
+  `claim_idle_ms`, and it stops reading new entries while its own backlog is past
+  `max_backlog`: its peers never take over the work of a consumer that is alive.
+- Every `reclaim_interval_ms` each consumer follows XAUTOCLAIM's cursor to the end of the
+  pending list, taking what dead consumers left (as much as its backlog allows), and deletes
+  consumers that have nothing pending and have not been heard from for `claim_idle_ms`.
+- The default consumer name is stable across restarts (the host and the spool folder, which
+  one process holds at a time), so a restarted monitor finds its own pending entries at once.
+- Entries trimmed away before anyone read them (a producer's MAXLEN smaller than a backlog)
+  are counted as `lost_trimmed`: the group's `entries-read` (what Redis says the group went
+  through) less what the deployment actually received, kept in a counter beside the stream;
+  plus pending entries deleted before they were stored.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -34,13 +50,25 @@ log = logging.getLogger(__name__)
 _READ_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def default_consumer(spool_dir: str) -> str:
+    """A consumer name that survives restarts: the host and the spool folder (one ingest
+    holds a spool folder at a time, so two live processes never share the name)."""
+    folder = os.path.realpath(spool_dir)
+    return f"{socket.gethostname()}-{hashlib.sha256(folder.encode()).hexdigest()[:8]}"
+
+
 class StreamSubscriber(threading.Thread):
     """Reads `stream` as `consumer` of `group` into `sink(payload, received) -> Position`."""
 
     def __init__(self, redis_url: str, stream: str, group: str,
                  sink: Callable[[bytes, float], Position | None],
                  consumer: str | None = None, batch: int = 1000,
-                 claim_idle_ms: int = 60_000) -> None:
+                 claim_idle_ms: int = 60_000, reclaim_interval_ms: int = 5000,
+                 max_backlog: int = 10_000) -> None:
         super().__init__(name="ingest-stream-reader", daemon=True)
         self.redis_url = redis_url
         self.stream = stream
@@ -49,6 +77,10 @@ class StreamSubscriber(threading.Thread):
         self.sink = sink
         self.batch = batch
         self.claim_idle_ms = claim_idle_ms
+        self.reclaim_interval_ms = reclaim_interval_ms
+        self.max_backlog = max_backlog
+        # The deployment's count of entries received from the stream, beside it in Redis.
+        self.delivered_key = f"{stream}:monitor:{group}:delivered"
         self.backoff = ExponentialWithJitterBackoff(cap=2.0, base=0.1)
         self._stop_event = threading.Event()
         self._unacked: deque[tuple[Position, bytes]] = deque()
@@ -57,6 +89,12 @@ class StreamSubscriber(threading.Thread):
         # Written by this thread (acks: by the writer's); read by the status views.
         self.received = 0
         self.acked = 0
+        self.claimed = 0
+        self.lost_trimmed = 0  # the deployment's, as last read from Redis
+        self.deleted_pending = 0  # this consumer's: pending entries gone before they were stored
+        self.consumers_removed = 0
+        self.backlog_paused = False
+        self._lost_seen: int | None = None
         self.reconnects = 0
         self.subscribed = False
         self.subscribed_since: datetime | None = None
@@ -117,23 +155,54 @@ class StreamSubscriber(threading.Thread):
         client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=5,
                                       socket_timeout=10, socket_keepalive=True)
         try:
-            try:
-                # From "0": what was added before the group existed is read too.
-                client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-            except redis.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            self._create_group(client)
             self._mark_subscribed()
             # First what was delivered to this consumer but never acknowledged.
             self._read(client, "0")
-            last_claim = time.monotonic()
+            last_reclaim = last_touch = time.monotonic()
             while not self._stop_event.is_set():
-                self._read(client, ">", block_ms=1000)
-                if time.monotonic() - last_claim > self.claim_idle_ms / 1000:
-                    self._claim(client)
-                    last_claim = time.monotonic()
+                if self.backlog() >= self.max_backlog:
+                    # Store slow or away: take nothing new, so nothing of ours goes idle.
+                    self.backlog_paused = True
+                    self._stop_event.wait(0.2)
+                else:
+                    self.backlog_paused = False
+                    # Short blocks keep the touches well inside the claim threshold.
+                    self._read(client, ">",
+                               block_ms=max(50, min(1000, self.claim_idle_ms // 6)))
+                now = time.monotonic()
+                if now - last_touch > self.claim_idle_ms / 3000:
+                    self._touch(client)
+                    last_touch = now
+                if now - last_reclaim > self.reclaim_interval_ms / 1000:
+                    self._reclaim(client)
+                    self._count_trimmed(client)
+                    last_reclaim = time.monotonic()
         finally:
             client.close()
+
+    def _create_group(self, client: redis.Redis) -> None:
+        """The group, from the stream's first entry; what was trimmed before it existed is
+        history, not a loss, and the delivered counter starts where the group does."""
+        try:
+            info = client.xinfo_stream(self.stream)
+            history = max(0, int(info.get("entries-added", 0)) - int(info.get("length", 0)))
+        except redis.ResponseError:  # no stream yet
+            history = 0
+        try:
+            # From "0": what was added before the group existed is read too.
+            client.xgroup_create(self.stream, self.group, id="0", mkstream=True,
+                                 entries_read=history)
+            client.set(self.delivered_key, history, nx=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+            client.set(self.delivered_key, 0, nx=True)
+
+    def backlog(self) -> int:
+        """Entries this consumer was given and has not yet acknowledged."""
+        with self._unacked_lock:
+            return len(self._unacked)
 
     def _read(self, client: redis.Redis, start: str, block_ms: int | None = None) -> None:
         cursor = start
@@ -141,22 +210,74 @@ class StreamSubscriber(threading.Thread):
             answer = client.xreadgroup(self.group, self.consumer, {self.stream: cursor},
                                        count=self.batch, block=block_ms)
             entries = answer[0][1] if answer else []
-            self._take(entries)
+            if start == ">" and entries:
+                client.incrby(self.delivered_key, len(entries))
+            self._take(entries, client)
             if start == ">" or not entries:
                 return
             cursor = entries[-1][0]  # walking this consumer's pending list
 
-    def _claim(self, client: redis.Redis) -> None:
-        """Take over entries another consumer was given and never acknowledged."""
-        answer = client.xautoclaim(self.stream, self.group, self.consumer,
-                                   min_idle_time=self.claim_idle_ms, start_id="0-0",
-                                   count=self.batch)
-        self._take(answer[1])
+    def _touch(self, client: redis.Redis) -> None:
+        """Reset the idle time of this consumer's pending entries: they are not a dead
+        consumer's, however long the store takes."""
+        with self._unacked_lock:
+            ids = [entry_id for _, entry_id in self._unacked]
+        for start in range(0, len(ids), 1000):
+            client.xclaim(self.stream, self.group, self.consumer, 0, ids[start:start + 1000],
+                          justid=True)
 
-    def _take(self, entries: list) -> None:  # type: ignore[type-arg]
+    def _reclaim(self, client: redis.Redis) -> None:
+        """Take over what dead consumers left, following the cursor to the end; remove the
+        dead consumers that have nothing left."""
+        cursor = "0-0"
+        while not self._stop_event.is_set():
+            room = self.max_backlog - self.backlog()
+            if room <= 0:
+                break
+            answer = client.xautoclaim(self.stream, self.group, self.consumer,
+                                       min_idle_time=self.claim_idle_ms, start_id=cursor,
+                                       count=min(self.batch, room))
+            cursor = answer[0]
+            self.claimed += len(answer[1])
+            self._take(answer[1], client)
+            # Redis 7 drops pending entries that were deleted from the stream, and says which.
+            if len(answer) > 2 and answer[2]:
+                self.deleted_pending += len(answer[2])
+            if cursor in (b"0-0", "0-0"):
+                break
+        for consumer in client.xinfo_consumers(self.stream, self.group):
+            name = _text(consumer["name"])
+            if name != self.consumer and consumer["pending"] == 0 and \
+                    consumer["idle"] > self.claim_idle_ms:
+                self.consumers_removed += client.xgroup_delconsumer(
+                    self.stream, self.group, name) == 0
+
+    def _count_trimmed(self, client: redis.Redis) -> None:
+        """Entries added to the stream that the deployment never received: counted while the
+        group has read up to the stream's last entry (nothing unread is left to tell apart).
+        Redis's own `lag` cannot say it: trimming leaves it counting the lost as unread."""
+        pipe = client.pipeline(transaction=True)
+        pipe.xinfo_stream(self.stream)
+        pipe.xinfo_groups(self.stream)
+        pipe.get(self.delivered_key)
+        info, groups, delivered = pipe.execute()
+        group = next((g for g in groups if _text(g["name"]) == self.group), None)
+        if group is None or _text(group["last-delivered-id"]) != _text(
+                info["last-generated-id"]):
+            return
+        lost = max(0, int(info["entries-added"]) - int(delivered or 0))
+        # A peer counts what it read just after reading it: the smaller of two looks a tick
+        # apart never takes a read in flight for a loss.
+        if self._lost_seen is not None:
+            self.lost_trimmed = max(self.lost_trimmed, min(lost, self._lost_seen))
+        self._lost_seen = lost
+
+    def _take(self, entries: list, client: redis.Redis | None = None) -> None:  # type: ignore[type-arg]
+        gone: list[bytes] = []
         for entry_id, fields in entries:
             if not fields:
-                continue  # deleted from the stream while pending
+                gone.append(entry_id)  # deleted from the stream while pending
+                continue
             payload = fields.get(b"data")
             if payload is None:
                 payload = orjson.dumps({k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
@@ -168,6 +289,10 @@ class StreamSubscriber(threading.Thread):
             if position is not None:
                 with self._unacked_lock:
                     self._unacked.append((position, entry_id))
+        if gone:
+            self.deleted_pending += len(gone)
+            if client is not None:  # nothing left to store: off the pending list
+                client.xack(self.stream, self.group, *gone)
 
     def _mark_subscribed(self) -> None:
         now = datetime.now(UTC)

@@ -59,6 +59,7 @@ class MonitorStatus(TypedDict, total=False):
     spool: dict[str, Any]
     history: list[dict[str, Any]]
     alerts: dict[str, Any]
+    stream: dict[str, Any]
     # Web side only
     ingest: str
     follower: dict[str, Any]

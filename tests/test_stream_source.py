@@ -4,6 +4,7 @@ acknowledged only once committed, and monitors in one group share the load."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import psycopg2
@@ -106,3 +107,98 @@ def test_two_monitors_in_one_group_share_the_stream_without_double_storage(
     assert _count(engine) == 5000
     assert sum(m.counters()["duplicate"] for m in monitors) == 0
     assert all(m.counters()["received"] > 0 for m in monitors)  # both took a share
+
+
+def _stream_settings(make_settings, db_url, stream, tmp_path, name, **extra):  # type: ignore[no-untyped-def]
+    return make_settings(database_url=db_url, ingest_source="stream", error_stream=stream,
+                         stream_consumer=name, spool_dir=str(tmp_path / f"spool-{name}"),
+                         **extra)
+
+
+def test_a_dead_consumers_20000_pending_entries_are_all_reclaimed_within_15_s(
+        engine, db_url, make_settings, redis_client, stream, tmp_path):  # type: ignore[no-untyped-def]
+    settings = _stream_settings(make_settings, db_url, stream, tmp_path, "survivor",
+                                stream_claim_idle_ms=1000, stream_reclaim_interval_ms=500)
+    redis_client.xgroup_create(stream, settings.stream_group, id="0", mkstream=True)
+    for start in range(0, 20_000, 1000):
+        pipe = redis_client.pipeline(transaction=False)
+        for i in range(start, start + 1000):
+            pipe.xadd(stream, _entry(i))
+        pipe.execute()
+    # A consumer that read everything and died before acknowledging any of it.
+    while redis_client.xreadgroup(settings.stream_group, "dead", {stream: ">"}, count=5000):
+        pass
+    assert _pending(redis_client, stream, settings.stream_group) == 20_000
+    survivor = IngestService(settings, engine)
+    survivor.start()
+    try:
+        wait_for(lambda: survivor.counters()["stored"] == 20_000, timeout=15,
+                 message="every entry of the dead consumer stored by the survivor")
+        wait_for(lambda: _pending(redis_client, stream, settings.stream_group) == 0,
+                 message="nothing pending")
+        wait_for(lambda: [c["name"] for c in redis_client.xinfo_consumers(
+            stream, settings.stream_group)] == [b"survivor"], timeout=10,
+            message="the dead consumer removed once empty")
+        assert survivor.status()["stream"]["claimed"] == 20_000
+    finally:
+        survivor.stop()
+    assert _count(engine) == 20_000
+    assert conservation(survivor.counters())["holds"]
+
+
+def test_a_live_consumer_whose_store_is_locked_keeps_its_entries(
+        pg_url, make_settings, redis_client, stream, tmp_path):  # type: ignore[no-untyped-def]
+    from queries.engine import make_engine
+
+    engine = make_engine(pg_url)
+    fresh_schema(engine)
+    settings = _stream_settings(make_settings, pg_url, stream, tmp_path, "live",
+                                stream_claim_idle_ms=2000, stream_reclaim_interval_ms=300)
+    locker = psycopg2.connect(pg_url)
+    locker.cursor().execute("LOCK TABLE error_logs IN ACCESS EXCLUSIVE MODE")
+    live = IngestService(settings, engine)
+    live.start()
+    try:
+        for i in range(300):
+            redis_client.xadd(stream, _entry(i))
+        wait_for(lambda: live.counters()["received"] == 300)
+        # Three times the claim threshold with the store away: a peer finds nothing idle.
+        for _ in range(12):
+            time.sleep(0.5)
+            claimed = redis_client.xautoclaim(stream, settings.stream_group, "peer",
+                                              min_idle_time=2000, start_id="0-0", count=1000)
+            assert claimed[1] == [], "a peer took entries of a consumer that is alive"
+        locker.rollback()
+        wait_for(lambda: _pending(redis_client, stream, settings.stream_group) == 0,
+                 timeout=20, message="stored and acknowledged by the live consumer")
+    finally:
+        locker.close()
+        live.stop()
+    assert _count(engine) == 300
+    assert live.counters()["duplicate"] == 0
+    engine.dispose()
+
+
+def test_entries_trimmed_before_they_were_read_are_counted_as_lost(
+        engine, db_url, make_settings, redis_client, stream, tmp_path):  # type: ignore[no-untyped-def]
+    settings = _stream_settings(make_settings, db_url, stream, tmp_path, "one",
+                                stream_reclaim_interval_ms=300)
+    first = IngestService(settings, engine)
+    first.start()
+    wait_for(lambda: first.subscriber.subscribed)
+    first.stop()
+    for start in range(0, 5000, 1000):
+        pipe = redis_client.pipeline(transaction=False)
+        for i in range(start, start + 1000):
+            pipe.xadd(stream, _entry(i))
+        pipe.execute()
+    redis_client.xtrim(stream, maxlen=1000, approximate=False)
+    again = IngestService(settings, engine)
+    again.start()
+    try:
+        wait_for(lambda: again.counters()["stored"] == 1000, timeout=20)
+        wait_for(lambda: again.status()["stream"]["lostTrimmed"] == 4000, timeout=10,
+                 message="4,000 trimmed entries reported")
+    finally:
+        again.stop()
+    assert _count(engine) == 1000
