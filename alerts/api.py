@@ -10,11 +10,10 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from alerts.names import RULES
 from alerts.store import add_silence, delete_silence, list_alerts, list_silences
 from dashboard.api import BadParameter, int_param
 
-RULES = ("critical_error", "error_rate", "category_burst", "symbol_pattern_failures",
-         "database_error")
 MAX_SILENCE = timedelta(days=90)
 
 

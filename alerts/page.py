@@ -37,7 +37,8 @@ from flask import has_request_context, request
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from alerts.api import RULES, parse_silence
+from alerts.api import parse_silence
+from alerts.names import RULE_TEXT, RULES
 from alerts.store import (
     add_silence,
     count_alerts,
@@ -55,13 +56,6 @@ REFRESH_MS = 3000
 HISTORY_STEP = 25
 MAX_FIRING = 500
 DEFAULT_CREATOR = "dashboard"
-RULE_TEXT = {
-    "critical_error": "Any critical error (one alert per error group)",
-    "error_rate": "Too many errors in a minute (key: all)",
-    "category_burst": "A burst of one category (key: the category)",
-    "symbol_pattern_failures": "Repeated pattern failures for a symbol (key: the symbol)",
-    "database_error": "Any database error (one alert per error group)",
-}
 # Rules whose key is an error group's fingerprint: their alerts link to the group too.
 GROUP_KEYED = frozenset({"critical_error", "database_error"})
 DURATIONS = {"30": "30 minutes", "60": "1 hour", "240": "4 hours", "1440": "1 day",
