@@ -8,6 +8,7 @@ module holds its layout and registers its own callbacks on the app it is given, 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -22,6 +23,7 @@ from dashboard import ids, navbar, notices
 from dashboard.api import create_api_blueprint, install_error_pages
 from dashboard.pages import errors, monitor, overview, trends
 from groups import page as groups
+from jobs import page as jobs_page  # issue 13: the Jobs page
 from live.view import LiveView
 from queries.trends import HourlyRollup
 
@@ -52,6 +54,8 @@ def resolve(pathname: str | None, search: str | None) -> tuple[str, dict[str, st
         return "alerts", query
     if path == "/monitor":
         return "monitor", query
+    if path == "/jobs":  # issue 13
+        return "jobs", query
     return "missing", {"path": path}
 
 
@@ -72,14 +76,16 @@ def shell(engine: Engine, live: LiveView) -> Any:
 
 
 def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None = None,
-                    status: Callable[[], dict[str, Any]] | None = None) -> dash.Dash:
+                    status: Callable[[], dict[str, Any]] | None = None,
+                    run_stall_seconds: float = 600) -> dash.Dash:
     """A Dash app serving the pages and `/api/...`; it starts no thread and opens nothing.
 
     `rollup` (the hourly counts behind the Overview's counts and the Trends page) may be
     handed in so that the caller can warm it (`rollup.warm()`) in its own thread at start-up;
     by default the app makes its own, which fills on first use. `status` is the monitor's
     status as `/api/monitor/status` serves it (secrets masked), for the Monitor page; by
-    default `live.status`.
+    default `live.status`. `run_stall_seconds` (RUN_STALL_SECONDS) is when the Jobs page
+    shows a silent running run as stalled.
     """
     app = dash.Dash(
         __name__,
@@ -92,6 +98,7 @@ def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None 
     )
     rollup = rollup or HourlyRollup(engine)
     status = status or live.status
+    stall = timedelta(seconds=run_stall_seconds)  # issue 13: the Jobs page
     app.layout = lambda: shell(engine, live)
     # The grid and the dropdowns live in chunks Dash loads only once the layout has arrived;
     # preloading them lets the browser fetch and compile them while it waits for the layout.
@@ -123,6 +130,8 @@ def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None 
             return alerts.layout(engine, params)
         if page == "monitor":
             return monitor.layout(status)
+        if page == "jobs":  # issue 13
+            return jobs_page.layout(engine, stall)
         return html.Div([html.H4("Page not found"),
                          html.P(["Nothing lives at ", html.Code(params["path"]), "."]),
                          dcc.Link("Go to the overview", href="/")], className="py-4")
@@ -142,7 +151,8 @@ def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None 
     app.clientside_callback(
         """function (pathname) {
             var titles = {"/": "Overview", "/errors": "Errors", "/trends": "Trends",
-                          "/groups": "Groups", "/alerts": "Alerts", "/monitor": "Monitor"};
+                          "/groups": "Groups", "/alerts": "Alerts", "/monitor": "Monitor",
+                          "/jobs": "Jobs"};
             var key = (pathname || "/").replace(/\\/+$/, "") || "/";
             var name = titles[key] || (key.indexOf("/errors/") === 0 ? "Error" :
                        key.indexOf("/groups/") === 0 ? "Group" : "");
@@ -162,6 +172,7 @@ def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None 
     groups.register_callbacks(app, engine)
     alerts.register_callbacks(app, engine)
     monitor.register_callbacks(app, status)
+    jobs_page.register_callbacks(app, engine, stall)  # issue 13
     install_error_pages(app.server)
     app.server.register_blueprint(create_api_blueprint(engine, live, rollup))
 

@@ -96,6 +96,7 @@ def layout(engine: Engine, live: LiveView) -> Any:
                 dbc.Badge(badge_text, id=ids.ALERTS_BADGE, color="danger", pill=True,
                           className=badge_classes, title=badge_title),
             ], href="/alerts", active="partial")),
+            dbc.NavItem(dbc.NavLink("Jobs", href="/jobs", active="partial")),
             dbc.NavItem(dbc.NavLink("Monitor", href="/monitor", active="partial")),
         ], className="me-auto", navbar=True),
         html.Div([
