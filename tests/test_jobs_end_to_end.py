@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 import app as app_module
 from alerts.rules import AlertEngine
+from dashboard import navbar
 from jobs.service import JobsService
 from queries.schema import error_logs, rejected_messages
 from tests.conftest import jobs_names, wait_for
@@ -77,6 +78,8 @@ def test_a_job_nobody_picks_up_fires_no_listener_then_job_stuck_each_once(
         assert job["jobId"] == job_id and job["status"] == "submitted"
         rules = {a["rule"] for a in client.get("/api/alerts").get_json()}
         assert {"no_listener", "job_stuck"} <= rules
+        text, _classes, reason, _line = navbar.health_view(monitor.engine, monitor.ingest)
+        assert text.endswith("· no listener") and names["listener"] in reason
         # A data loader subscribes: the no_listener alert resolves, once.
         loader = redis_client.pubsub()
         loader.subscribe(names["listener"])
