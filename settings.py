@@ -102,7 +102,9 @@ class Settings:
                      "log_file_max_size", "retention_days", "alert_webhook_max_tries",
                      "alert_repeat_minutes", "alert_category_burst_minutes",
                      "alert_symbol_pattern_minutes", "alert_resolve_minutes",
-                     "retention_batch_rows"):
+                     "retention_batch_rows", "jobs_check_interval_ms", "no_listener_seconds",
+                     "job_submitted_timeout_seconds", "job_stall_seconds", "run_stall_seconds",
+                     "run_missed_grace_seconds"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be at least 1, got {getattr(self, name)}")
         for name in ("alert_error_rate_per_minute", "alert_category_burst_count",
@@ -121,11 +123,6 @@ class Settings:
                 f"INGEST_SOURCE must be pubsub or stream, got {self.ingest_source!r}")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"LOG_FORMAT must be text or json, got {self.log_format!r}")
-        for name in ("jobs_check_interval_ms", "no_listener_seconds",
-                     "job_submitted_timeout_seconds", "job_stall_seconds", "run_stall_seconds",
-                     "run_missed_grace_seconds"):
-            if getattr(self, name) < 1:
-                raise SettingsError(f"{name.upper()} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.run_min_success_rate <= 100:
             raise SettingsError(
                 f"RUN_MIN_SUCCESS_RATE must be a percentage from 0 to 100, "

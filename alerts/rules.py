@@ -243,14 +243,9 @@ class AlertEngine:
                     alert.version += 1
                     self._dirty.add((rule, key))
                 return
-            alert = Alert(rule=rule, key=key, started_at=now, last_event_at=now, event_count=1,
-                          summary=summary or f"{rule} {key}", sample=sample)
-            self._firing[(rule, key)] = alert
-            alert.suppressed = self._suppression(alert, now)
-            if not alert.suppressed:
-                self._notify(alert, "firing", now)
-            else:
-                self.on_change(replace(alert))
+            self._fire(Alert(rule=rule, key=key, started_at=now, last_event_at=now,
+                             event_count=1, summary=summary or f"{rule} {key}",
+                             sample=sample), now)
 
     def sync_conditions(self, rule: str,
                         active: dict[str, tuple[str, dict[str, Any] | None]]) -> None:
@@ -298,10 +293,13 @@ class AlertEngine:
         if count <= threshold:
             return
         self._flush_samples()  # the callbacks below may look at any alert
-        alert = Alert(rule=rule, key=key, started_at=now, last_event_at=now, event_count=count,
-                      summary=_summary(rule, key, event, count, self.rules),
-                      sample=_sample(event))
-        self._firing[(rule, key)] = alert
+        self._fire(Alert(rule=rule, key=key, started_at=now, last_event_at=now,
+                         event_count=count, summary=_summary(rule, key, event, count, self.rules),
+                         sample=_sample(event)), now)
+
+    def _fire(self, alert: Alert, now: datetime) -> None:
+        """A new alert: notified now, or only recorded while a silence or inhibition holds."""
+        self._firing[(alert.rule, alert.key)] = alert
         alert.suppressed = self._suppression(alert, now)
         if not alert.suppressed:
             self._notify(alert, "firing", now)
