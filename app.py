@@ -22,6 +22,7 @@ from dashboard.security import Access, install_security, refusal_reason
 from ingest.process_log import configure_logging, mask_tree, secret_fragments, stop_on_sigterm
 from ingest.service import IngestService
 from ingest.spool_format import SpoolBusy
+from jobs.service import JobsService, jobs_for
 from live.follower import LiveFeedFollower
 from queries.engine import make_engine
 from queries.schema import create_schema
@@ -42,6 +43,7 @@ class Monitor:
     follower: LiveFeedFollower | None = None  # the web-only side's copy of the live feed
     retention: RetentionJob | None = None  # with the ingest: the daily retention run
     rollup: HourlyRollup | None = None  # hourly counts behind the Overview and Trends
+    jobs: JobsService | None = None  # with the ingest: runs, jobs and listener checks
 
     def warm_rollup(self) -> None:
         """Fill the last 30 days of hourly counts in the background, so the first Overview
@@ -61,6 +63,8 @@ class Monitor:
     def start(self) -> None:
         if self.ingest is not None:
             self.ingest.start()
+        if self.jobs is not None:
+            self.jobs.start()  # after the ingest: it hands errors to the ingest's spool
         if self.follower is not None:
             self.follower.start()
         if self.retention is not None:
@@ -71,6 +75,8 @@ class Monitor:
         """Stop reading and flush everything received to the store."""
         if self.retention is not None:
             self.retention.stop()
+        if self.jobs is not None:
+            self.jobs.stop()  # before the ingest, so all it handed over is stored
         if self.ingest is not None:
             self.ingest.stop()
         if self.follower is not None:
@@ -84,22 +90,26 @@ def build(settings: Settings) -> Monitor:
     ingest: IngestService | None = None
     follower: LiveFeedFollower | None = None
     retention: RetentionJob | None = None
+    jobs: JobsService | None = None
     if settings.ingest_enabled:
         create_schema(engine)
         ensure_trigram_indexes(engine, settings.search_trigram_index)
         ingest = IngestService(settings, engine)
         retention = RetentionJob.from_settings(engine, settings)
+        jobs = jobs_for(ingest, settings, engine)
     else:
         # Web only: `python -m ingest` owns the schema, the ring buffer and the status.
         follower = LiveFeedFollower(settings.redis_url, settings.error_channel,
                                     settings.ring_buffer_size)
     live = ingest if ingest is not None else follower
-    status = _scrubbed(live.status if retention is None
-                       else _with_retention(live.status, retention), settings)
+    status = _scrubbed(_with_jobs(live.status if retention is None
+                                  else _with_retention(live.status, retention), jobs), settings)
     rollup = HourlyRollup(engine)
-    dash_app = create_dash_app(engine, live, rollup, status)
+    dash_app = create_dash_app(engine, live, rollup, status,
+                               run_stall_seconds=settings.run_stall_seconds)
     install_security(dash_app, access_for(settings))
-    return Monitor(settings, engine, ingest, dash_app, follower, retention, rollup)
+    return Monitor(settings, engine, ingest, dash_app, follower, retention, rollup, jobs)
+
 
 
 def access_for(settings: Settings) -> Access:
@@ -111,6 +121,11 @@ def access_for(settings: Settings) -> Access:
 def _with_retention(status: Any, retention: RetentionJob) -> Any:
     """The monitor's status with the retention job's under "retention"."""
     return lambda: {**status(), "retention": retention.status()}
+
+
+def _with_jobs(status: Any, jobs: JobsService | None) -> Any:
+    """The monitor's status with the jobs package's threads under "jobs"."""
+    return status if jobs is None else (lambda: {**status(), "jobs": jobs.status()})
 
 
 def _scrubbed(status: Any, settings: Settings) -> Any:

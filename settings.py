@@ -6,6 +6,7 @@ The names, defaults and meanings are listed in CONTRACT.md §3 and `.env.example
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from collections.abc import Mapping
@@ -89,6 +90,23 @@ class Settings:
     error_code_categories: str = DEFAULT_ERROR_CODE_CATEGORIES
     # A producer whose clock is further than this from ours is flagged on the Monitor page.
     clock_skew_warn_seconds: int = 300
+    # Jobs and runs (jobs/): the processing channels read by one connection (comma list; a
+    # `*` makes it a pattern), the channels TickStockPL must listen on (checked with NUMSUB,
+    # never subscribed to), the job status keys (a SCAN pattern), and the thresholds.
+    processing_channels: str = ("tickstock:processing:status,tickstock:import:*,"
+                                "tickstock:cache:*,tickstock:indicators:*,"
+                                "tickstock:patterns:*,tickstock:monitoring")
+    listener_channels: str = "tickstock.jobs.data_load"
+    job_status_keys: str = "tickstock.jobs.status:*"
+    jobs_check_interval_ms: int = 5000
+    no_listener_seconds: int = 60
+    job_submitted_timeout_seconds: int = 300
+    job_stall_seconds: int = 900
+    run_stall_seconds: int = 600
+    run_min_success_rate: int = 95
+    run_schedule: str = "10 16 * * mon-fri"
+    run_schedule_timezone: str = "America/New_York"
+    run_missed_grace_seconds: int = 900
 
     def __post_init__(self) -> None:
         if self.store_min_severity not in SEVERITY_ORDER:
@@ -104,7 +122,9 @@ class Settings:
                      "alert_repeat_minutes", "alert_category_burst_minutes",
                      "alert_symbol_pattern_minutes", "alert_resolve_minutes",
                      "retention_batch_rows", "stream_claim_idle_ms",
-                     "stream_reclaim_interval_ms", "stream_max_backlog"):
+                     "stream_reclaim_interval_ms", "stream_max_backlog", "jobs_check_interval_ms",
+                     "no_listener_seconds", "job_submitted_timeout_seconds", "job_stall_seconds",
+                     "run_stall_seconds", "run_missed_grace_seconds"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be at least 1, got {getattr(self, name)}")
         for name in ("alert_error_rate_per_minute", "alert_category_burst_count",
@@ -127,6 +147,20 @@ class Settings:
         if self.clock_skew_warn_seconds < 1:
             raise SettingsError(
                 f"CLOCK_SKEW_WARN_SECONDS must be at least 1, got {self.clock_skew_warn_seconds}")
+        if not 0 <= self.run_min_success_rate <= 100:
+            raise SettingsError(
+                f"RUN_MIN_SUCCESS_RATE must be a percentage from 0 to 100, "
+                f"got {self.run_min_success_rate}")
+        for listened in self.listener_channel_list:
+            for channel in self.processing_channel_list:
+                # Redis counts a pattern subscriber in the PUBLISH reply: reading a channel
+                # TickStockPL must listen on would hide the very absence to report.
+                if fnmatch.fnmatchcase(listened, channel):
+                    raise SettingsError(
+                        f"PROCESSING_CHANNELS: {channel!r} matches {listened!r} of "
+                        "LISTENER_CHANNELS; the monitor must never subscribe there")
+        if self.run_schedule:
+            _check_schedule(self.run_schedule, self.run_schedule_timezone)
         if self.admin_password and self.admin_password_hash:
             raise SettingsError("set ADMIN_PASSWORD or ADMIN_PASSWORD_HASH, not both")
         if bool(self.admin_username) != bool(self.admin_password or self.admin_password_hash):
@@ -137,6 +171,14 @@ class Settings:
     def admin_credentials_set(self) -> bool:
         """True when the dashboard and API ask for the admin's user name and password."""
         return bool(self.admin_username and (self.admin_password or self.admin_password_hash))
+
+    @property
+    def processing_channel_list(self) -> list[str]:
+        return split_list(self.processing_channels)
+
+    @property
+    def listener_channel_list(self) -> list[str]:
+        return split_list(self.listener_channels)
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -171,6 +213,22 @@ def parse_time_of_day(value: str) -> tuple[int, int]:
         raise SettingsError(
             f"RETENTION_AT must be a time of day as HH:MM (00:00 to 23:59), got {value!r}")
     return int(match.group(1)), int(match.group(2))
+
+
+def split_list(value: str) -> list[str]:
+    """A comma-separated setting as its non-empty items, in order."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _check_schedule(expression: str, timezone: str) -> None:
+    """RUN_SCHEDULE must be a five-field cron expression and its time zone a real one."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(expression, timezone=timezone)
+    except (ValueError, LookupError) as exc:
+        raise SettingsError(f"RUN_SCHEDULE / RUN_SCHEDULE_TIMEZONE: {exc} "
+                            f"(got {expression!r} in {timezone!r})") from None
 
 
 _TRUE = {"1", "true", "yes", "on"}

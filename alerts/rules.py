@@ -17,6 +17,12 @@ sent. Events of ignored groups are left out of every rule.
 
 `observe` runs on the pipeline thread as each chunk arrives (so an outage of the store does
 not delay alerts); `tick` runs every second on a timer for resolutions and reminders.
+
+Condition rules (alerts/catalog.py CONDITION_RULES: nobody listening, a job stuck, a run
+stalled...) are not counted: their owner says whether the condition holds
+(`set_condition`, or `sync_conditions` with the whole set of one rule), and the alert fires
+on the first True and resolves on the first False, with the same silences, reminders and
+notifications as the counted rules.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from alerts.catalog import INHIBITED_BY_DATABASE, RULES
+from alerts.catalog import CONDITION_RULES, INHIBITED_BY_DATABASE
+from alerts.catalog import EVENT_RULES as RULES
 from queries.records import SERIOUS, ErrorEvent, iso_utc
 
 Clock = Callable[[], datetime]
@@ -212,6 +219,44 @@ class AlertEngine:
                 self._flush_samples()
             self._review(now)
 
+    # -- conditions -----------------------------------------------------------------------
+    def set_condition(self, rule: str, key: str, active: bool, summary: str = "",
+                      sample: dict[str, Any] | None = None) -> None:
+        """Say whether condition `rule` holds for `key`: True fires (once), False resolves.
+
+        Saying True again while it fires only refreshes its summary and sample (saved, not
+        notified); a restart that loaded the alert as firing does not notify it again."""
+        if rule not in CONDITION_RULES:
+            raise ValueError(f"{rule!r} is not a condition rule ({', '.join(CONDITION_RULES)})")
+        with self._lock:
+            now = self.clock()
+            alert = self._firing.get((rule, key))
+            if not active:
+                if alert is not None:
+                    self._resolve(alert, now)
+                return
+            if alert is not None:
+                if summary and (alert.summary != summary or alert.sample != sample):
+                    alert.summary, alert.sample = summary, sample
+                    alert.last_event_at = now
+                    alert.version += 1
+                    self._dirty.add((rule, key))
+                return
+            self._fire(Alert(rule=rule, key=key, started_at=now, last_event_at=now,
+                             event_count=1, summary=summary or f"{rule} {key}",
+                             sample=sample), now)
+
+    def sync_conditions(self, rule: str,
+                        active: dict[str, tuple[str, dict[str, Any] | None]]) -> None:
+        """The whole set of keys for which `rule` holds now, as {key: (summary, sample)}:
+        those fire, and firing alerts of the rule missing from it resolve (also the ones a
+        restart loaded whose cause is gone)."""
+        with self._lock:
+            for key in [k for (r, k) in self._firing if r == rule and k not in active]:
+                self.set_condition(rule, key, False)
+            for key, (summary, sample) in active.items():
+                self.set_condition(rule, key, True, summary, sample)
+
     def regressed(self, fingerprints: Iterable[str]) -> None:
         """Groups that came back after being resolved: a firing critical alert says so again."""
         with self._lock:
@@ -247,10 +292,13 @@ class AlertEngine:
         if count <= threshold:
             return
         self._flush_samples()  # the callbacks below may look at any alert
-        alert = Alert(rule=rule, key=key, started_at=now, last_event_at=now, event_count=count,
-                      summary=_summary(rule, key, event, count, self.rules),
-                      sample=_sample(event))
-        self._firing[(rule, key)] = alert
+        self._fire(Alert(rule=rule, key=key, started_at=now, last_event_at=now,
+                         event_count=count, summary=_summary(rule, key, event, count, self.rules),
+                         sample=_sample(event)), now)
+
+    def _fire(self, alert: Alert, now: datetime) -> None:
+        """A new alert: notified now, or only recorded while a silence or inhibition holds."""
+        self._firing[(alert.rule, alert.key)] = alert
         alert.suppressed = self._suppression(alert, now)
         if not alert.suppressed:
             self._notify(alert, "firing", now)
@@ -277,6 +325,9 @@ class AlertEngine:
 
     def _review(self, now: datetime) -> None:
         for (rule, key), alert in list(self._firing.items()):
+            if rule in CONDITION_RULES:
+                self._review_notices(alert, now)  # resolved by their owner only
+                continue
             window = self._windows.get((rule, key))
             if window is not None:
                 self._prune(window, now - self.rules.window(rule))
@@ -289,19 +340,23 @@ class AlertEngine:
                     now - alert.false_since >= self.rules.window(rule):
                 self._resolve(alert, now)
                 continue
-            suppressed = self._suppression(alert, now)
-            if suppressed != alert.suppressed:
-                alert.suppressed = suppressed
-                alert.version += 1
-                if not suppressed and alert.notices == 0:
-                    self._notify(alert, "firing", now)
-                    continue
-                self.on_change(replace(alert))
-            if not alert.suppressed and alert.notified_at is not None and \
-                    now - alert.notified_at >= self.rules.repeat:
-                self._notify(alert, "reminder", now)
+            self._review_notices(alert, now)
         for key in [k for k, w in self._windows.items() if not w and k not in self._firing]:
             del self._windows[key]
+
+    def _review_notices(self, alert: Alert, now: datetime) -> None:
+        """A silence or inhibition that started or lifted, and reminders."""
+        suppressed = self._suppression(alert, now)
+        if suppressed != alert.suppressed:
+            alert.suppressed = suppressed
+            alert.version += 1
+            if not suppressed and alert.notices == 0:
+                self._notify(alert, "firing", now)
+                return
+            self.on_change(replace(alert))
+        if not alert.suppressed and alert.notified_at is not None and \
+                now - alert.notified_at >= self.rules.repeat:
+            self._notify(alert, "reminder", now)
 
     def _suppression(self, alert: Alert, now: datetime) -> str | None:
         for silence in self._silences:

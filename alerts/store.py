@@ -66,6 +66,13 @@ def count_firing(engine: Engine) -> int:
     return count_alerts(engine, "firing")
 
 
+def firing_keys(engine: Engine, rule: str) -> list[str]:
+    """The keys of the firing alerts of one rule (the channels nobody listens on, ...)."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(alerts.c.alert_key).where(
+            alerts.c.state == "firing", alerts.c.rule == rule)).scalars())
+
+
 def _silence_json(row: Any) -> dict[str, Any]:
     return {"id": row.id, "rule": row.rule, "key": row.alert_key,
             "until": iso_utc(as_utc(row.until)), "reason": row.reason,

@@ -1,13 +1,14 @@
 """Build the Dash app: the shell (navbar, notices, detail dialog), the pages, the REST API.
 
 Routing is one dcc.Location and one callback that returns the page's layout, from the route
-table (dashboard/routes.py); each page
-module holds its layout and registers its own callbacks on the app it is given, so every
-`create_dash_app` call builds a fresh, independent app (tests build many).
+table (dashboard/routes.py); each page module holds its layout and registers its own
+callbacks on the app it is given, so every `create_dash_app` call builds a fresh, independent
+app (tests build many).
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from dashboard.monitor_api import create_monitor_blueprint
 from dashboard.pages import errors, monitor, overview, trends
 from groups import page as groups
 from groups.api import create_groups_blueprint
+from jobs import page as jobs
+from jobs.api import create_jobs_blueprint
 from live.status import StatusSource
 from live.view import LiveView
 from queries.trends import HourlyRollup
@@ -50,14 +53,16 @@ def shell(engine: Engine, live: LiveView) -> Any:
 
 
 def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None = None,
-                    status: StatusSource | None = None) -> dash.Dash:
+                    status: StatusSource | None = None,
+                    run_stall_seconds: float = 600) -> dash.Dash:
     """A Dash app serving the pages and `/api/...`; it starts no thread and opens nothing.
 
     `rollup` (the hourly counts behind the Overview's counts and the Trends page) may be
     handed in so that the caller can warm it (`rollup.warm()`) in its own thread at start-up;
     by default the app makes its own, which fills on first use. `status` is the monitor's
     status as `/api/monitor/status` serves it (secrets masked), for the Monitor page; by
-    default `live.status`.
+    default `live.status`. `run_stall_seconds` (RUN_STALL_SECONDS) is when the Jobs page
+    shows a silent running run as stalled.
     """
     app = dash.Dash(
         __name__,
@@ -70,6 +75,7 @@ def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None 
     )
     rollup = rollup or HourlyRollup(engine)
     status = status or live.status
+    stall = timedelta(seconds=run_stall_seconds)
     app.layout = lambda: shell(engine, live)
     # The grid and the dropdowns live in chunks Dash loads only once the layout has arrived;
     # preloading them lets the browser fetch and compile them while it waits for the layout.
@@ -78,7 +84,7 @@ def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None 
         'as="script">' for c in ASYNC_CHUNKS)
     app.index_string = app.index_string.replace("{%css%}", "{%css%}\n        " + preload, 1)
 
-    wiring = routes.Wiring(engine, live, rollup, status)
+    wiring = routes.Wiring(engine, live, rollup, status, stall)
 
     @app.callback(
         Output(ids.PAGE, "children"),
@@ -115,12 +121,14 @@ def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None 
     groups.register_callbacks(app, engine)
     alerts.register_callbacks(app, engine)
     monitor.register_callbacks(app, status)
+    jobs.register_callbacks(app, engine, stall)
     install_error_handlers(app.server)
     # Every blueprint, registered here and nowhere else.
     app.server.register_blueprint(create_api_blueprint(engine, live, rollup))
     app.server.register_blueprint(create_monitor_blueprint(status))
     app.server.register_blueprint(create_groups_blueprint(engine))
     app.server.register_blueprint(create_alerts_blueprint(engine))
+    app.server.register_blueprint(create_jobs_blueprint(engine, run_stall_seconds))
 
     @app.server.get("/healthz")
     def healthz():  # type: ignore[no-untyped-def]

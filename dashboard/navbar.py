@@ -12,7 +12,8 @@ from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html, no_u
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from alerts.store import count_firing
+from alerts.catalog import NO_LISTENER
+from alerts.store import count_firing, firing_keys
 from dashboard import ids
 from dashboard.components import ago, interval
 from dashboard.routes import Route, nav_routes
@@ -31,8 +32,22 @@ def health_view(engine: Engine, live: LiveView,
     health: Health = health_status(engine, state.subscribed, state.store_ok, now,
                                    state.blind_reason)
     line = monitor_line(state, now)
-    return (LABELS[health.status], f"badge health-badge health-{health.colour}",
-            health.reason, line)
+    text, colour, reason = LABELS[health.status], health.colour, health.reason
+    deaf = _channels_without_listener(engine)
+    if deaf:
+        # TickStockPL's data loader is gone: the monitor sees no error, yet jobs go nowhere.
+        text += " · no listener"
+        colour = "yellow" if colour == "green" else colour
+        reason = (f"{reason}; " if reason else "") + \
+            f"nobody listens on {', '.join(deaf)}"
+    return (text, f"badge health-badge health-{colour}", reason, line)
+
+
+def _channels_without_listener(engine: Engine) -> list[str]:
+    try:
+        return firing_keys(engine, NO_LISTENER)
+    except SQLAlchemyError:
+        return []
 
 
 def monitor_line(state: Any, now: datetime | None = None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -19,6 +20,7 @@ from sqlalchemy.engine import Engine
 from alerts import page as alerts
 from dashboard.pages import errors, monitor, overview, trends
 from groups import page as groups
+from jobs import page as jobs
 from live.status import StatusSource
 from live.view import LiveView
 from queries.trends import HourlyRollup
@@ -34,6 +36,7 @@ class Wiring:
     live: LiveView
     rollup: HourlyRollup
     status: StatusSource
+    stall: timedelta  # when the Jobs page shows a silent running run as stalled
 
 
 Layout = Callable[[Wiring, dict[str, str]], Any]
@@ -66,6 +69,7 @@ ROUTES = (
           lambda w, p: groups.group_layout(w.engine, p["fingerprint"]), param="fingerprint",
           in_nav=False),
     Route("alerts", "/alerts", "Alerts", lambda w, p: alerts.layout(w.engine, p)),
+    Route("jobs", "/jobs", "Jobs", lambda w, p: jobs.layout(w.engine, w.stall)),
     Route("monitor", "/monitor", "Monitor", lambda w, p: monitor.layout(w.status)),
 )
 BY_NAME = {route.name: route for route in ROUTES}

@@ -29,6 +29,7 @@ from ingest.process_log import (
 )
 from ingest.service import IngestService
 from ingest.spool_format import SpoolBusy
+from jobs.service import jobs_for
 from live.publisher import LiveFeedPublisher
 from queries.engine import make_engine
 from queries.schema import create_schema
@@ -58,11 +59,12 @@ def main() -> int:
         return 1
     ingest = IngestService(settings, engine)
     retention = RetentionJob.from_settings(engine, settings)
+    jobs = jobs_for(ingest, settings, engine)
     fragments = secret_fragments(settings)
 
     def status() -> dict[str, Any]:
         # What the web workers show as /api/monitor/status, as `python app.py` has it.
-        return {**ingest.status(), "retention": retention.status()}
+        return {**ingest.status(), "retention": retention.status(), "jobs": jobs.status()}
 
     publisher = LiveFeedPublisher(settings.redis_url, settings.error_channel, status,
                                   settings.ring_buffer_size,
@@ -76,6 +78,7 @@ def main() -> int:
         engine.dispose()
         return 1
     try:
+        jobs.start()
         retention.start()
         publisher.start()
         log.info("ingest process running; live feed on %s", publisher.names.channel)
@@ -88,6 +91,7 @@ def main() -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         retention.stop()
+        jobs.stop()  # before the ingest, so all it handed over is stored
         ingest.stop()
         publisher.stop()  # after the ingest, so its last entries are published too
         engine.dispose()

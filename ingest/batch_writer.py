@@ -254,8 +254,10 @@ class BatchWriter(threading.Thread):
                     self._stop_event.wait(delay)
 
     def _advance(self, rows: int, generation: int) -> None:
-        """Report the furthest marker whose events and dead letters are all committed."""
-        position = None
+        """Report the furthest marker whose events and dead letters are all committed, one
+        per kind of position: the main spool's and the external spool's (ingest/external.py)
+        are checkpointed apart, so the furthest of each is reported, not only the last."""
+        furthest: dict[type, Any] = {}
         with self._cond:
             self._committed += rows
             if self._rejections:
@@ -265,12 +267,13 @@ class BatchWriter(threading.Thread):
                 if count > self._committed or submitted_in >= generation:
                     break
                 self._markers.popleft()
-                position = marker
-        if position is not None and self.on_commit is not None:
-            try:
-                self.on_commit(position)
-            except Exception:
-                log.exception("could not record the commit checkpoint")
+                furthest[type(marker)] = marker
+        if furthest and self.on_commit is not None:
+            for position in furthest.values():
+                try:
+                    self.on_commit(position)
+                except Exception:
+                    log.exception("could not record the commit checkpoint")
 
     def _put_back(self, job: _Job) -> None:
         """Return a job that will not be written now to the front of the queue, so that

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ingest.batch_writer import BatchWriter
+from ingest.external import ExternalPosition, normalise_record
 from ingest.file_log import write_event, write_rejection
 from ingest.normalise import Limits, is_recurrence_id, normalise, recurrence_id
 from ingest.spool import Spool
@@ -28,6 +29,7 @@ EntryListener = Callable[[Sequence[Entry]], None]
 # Producers (`source`) whose clocks are followed; past it the table starts again, so a
 # producer that sends a new source name with every message cannot grow it without end.
 MAX_CLOCK_SOURCES = 1000
+Normaliser = Callable[[bytes, datetime, Limits], ErrorEvent | Rejection]
 
 
 class Pipeline(threading.Thread):
@@ -41,7 +43,10 @@ class Pipeline(threading.Thread):
         error_log: logging.Logger | None = None,
         max_backlog: int = 200_000,
         chunk: int = 2000,
+        external: Spool | None = None,
     ) -> None:
+        """`external`: the spool of events from the processing channels (ingest/external.py),
+        read beside the main one."""
         super().__init__(name="ingest-pipeline", daemon=True)
         self.spool = spool
         self.writer = writer
@@ -51,6 +56,7 @@ class Pipeline(threading.Thread):
         self.error_log = error_log
         self.max_backlog = max_backlog
         self.chunk = chunk
+        self.external = external
         self.listeners: list[EntryListener] = []
         self._stop_event = threading.Event()
         # Written by this thread only; read by the status views.
@@ -89,9 +95,11 @@ class Pipeline(threading.Thread):
                 self.spool.sync_if_due()  # the journal keeps growing meanwhile
                 time.sleep(0.02)
                 continue
-            items, position = self.spool.read(self.chunk, timeout=0.0 if stopping else 0.2)
+            took_external = self._read_external()
+            items, position = self.spool.read(
+                self.chunk, timeout=0.0 if stopping or took_external else 0.2)
             if not items:
-                if stopping:
+                if stopping and not took_external:
                     break
                 continue
             try:
@@ -130,9 +138,25 @@ class Pipeline(threading.Thread):
         rows.sort(key=lambda r: -abs(r["skewSeconds"]))
         return rows
 
-    def process(self, items: Sequence[tuple[bytes, float]], position: Any = None) -> None:
+    def _read_external(self) -> bool:
+        """Process a chunk of the external spool, if it holds any; True if it did."""
+        external = self.external
+        if external is None or external.unread <= 0:
+            return False
+        items, position = external.read(self.chunk, timeout=0.0)
+        if not items:
+            return False
+        try:
+            self.process(items, ExternalPosition(position), normalise_record)
+        except Exception:
+            log.exception("pipeline failed on a chunk of %d external events", len(items))
+        return True
+
+    def process(self, items: Sequence[tuple[bytes, float]], position: Any = None,
+                normalise_one: Normaliser = normalise) -> None:
         """Normalise a chunk of (payload, received time) and hand it on; `position` (the
-        spool's, after the chunk) is passed to the writer to be checkpointed once stored."""
+        spool's, after the chunk) is passed to the writer to be checkpointed once stored.
+        `normalise_one` reads the external spool's records (channel and payload)."""
         accepted: list[ErrorEvent] = []
         rejected: list[Rejection] = []
         limits = self.limits
@@ -148,7 +172,7 @@ class Pipeline(threading.Thread):
             if received != last_received:
                 received_at = datetime.fromtimestamp(received, UTC)
                 last_received = received
-            result = normalise(payload, received_at, limits)  # type: ignore[arg-type]
+            result = normalise_one(payload, received_at, limits)  # type: ignore[arg-type]
             if isinstance(result, Rejection):
                 rejected.append(result)
                 if error_log is not None:

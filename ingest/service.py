@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -18,6 +20,7 @@ from alerts.keeper import AlertKeeper
 from alerts.rules import AlertEngine, AlertRules, Notice
 from alerts.webhook import WebhookNotifier
 from groups.hook import GroupsHook
+from ingest import external
 from ingest.batch_writer import BatchWriter
 from ingest.file_log import close_error_log, open_error_log
 from ingest.normalise import Limits
@@ -61,6 +64,10 @@ class IngestService:
         self.started_at = datetime.now(UTC)
         self.ring = RingBuffer(settings.ring_buffer_size)
         self.spool = Spool(settings.spool_dir, settings.spool_max_bytes)
+        # Events of the processing channels (submit_external): a spool of their own, written
+        # by this process (the main spool's writer is the reader process).
+        self.external = Spool(Path(settings.spool_dir) / external.FOLDER,
+                              max(1024 * 1024, settings.spool_max_bytes // 10))
         self.error_log = (
             open_error_log(settings.log_file_path, settings.log_file_max_size,
                            settings.log_file_backup_count)
@@ -69,14 +76,15 @@ class IngestService:
         self.writer = BatchWriter(ErrorStore(engine, hooks=[self.groups] if grouping else []),
                                   max_rows=settings.batch_max_rows,
                                   max_wait=settings.batch_max_wait_ms / 1000.0,
-                                  on_commit=self.spool.commit)
+                                  on_commit=self._checkpoint)
         self.pipeline = Pipeline(
             self.spool, self.writer, self.ring,
             limits_of(settings),
             store_min_severity=settings.store_min_severity,
             error_log=self.error_log,
             max_backlog=settings.queue_max_messages,
-            chunk=min(2000, settings.batch_max_rows))
+            chunk=min(2000, settings.batch_max_rows),
+            external=self.external)
         self.subscriber: Subscriber | StreamSubscriber
         if settings.ingest_source == "stream":
             self.subscriber = StreamSubscriber(
@@ -94,6 +102,7 @@ class IngestService:
                 log_format=settings.log_format, secrets=secret_fragments(settings))
         self._build_alerts(settings, engine)
         self._started = False
+        self._external_lock = threading.Lock()
         self._samples: deque[tuple[float, dict[str, int]]] = deque()
 
     def _build_alerts(self, settings: Settings, engine: Engine) -> None:
@@ -122,11 +131,38 @@ class IngestService:
 
         self.writer.batch_listeners.append(after_batch)
 
+    def _checkpoint(self, position: Any) -> None:
+        """The writer's commits: each spool gets its own positions."""
+        if isinstance(position, external.ExternalPosition):
+            self.external.commit(position.position)
+        else:
+            self.spool.commit(position)
+
+    def submit_external(self, raw: bytes, channel: str) -> bool:
+        """Take an error event from another channel (a processing channel's
+        `processing_error`, an `ALERT_TRIGGERED`): journaled, then normalised, stored and
+        counted like the error channel's messages. False when the spool refused it (full,
+        or the ingest is not running); that is counted as dropped."""
+        return self._journal(external.encode(raw, channel))
+
+    def dead_letter_external(self, raw: bytes, channel: str, reason: str) -> bool:
+        """Keep an event of unknown shape from `channel` in the dead-letter store."""
+        return self._journal(external.encode(raw, channel, reason))
+
+    def _journal(self, record: bytes) -> bool:
+        if not self._started:
+            return False
+        with self._external_lock:  # one writer of the external spool at a time
+            position = self.external.append(record, time.time())
+        self.spool.wake()  # the pipeline may be waiting on the main spool
+        return position is not None
+
     def start(self) -> None:
         if self._started:
             return
         # What an earlier run left is read first; SpoolBusy if another ingest writes it.
         self.spool.open()
+        self.external.open()
         self._started = True
         _freeze_startup_objects()
         self.alert_keeper.load()
@@ -146,6 +182,8 @@ class IngestService:
         self.pipeline.stop()
         self.writer.stop()
         self.spool.close()
+        with self._external_lock:
+            self.external.close()
         self.alert_keeper.stop()
         if self.notifier is not None:
             self.notifier.stop()
@@ -187,14 +225,16 @@ class IngestService:
         received + replayed = stored + duplicate + rejected + refused + log_only
                               + pending (spool_unread + pending_write) + dropped
         """
-        spool, pipeline, writer = self.spool, self.pipeline, self.writer
+        spool, pipeline, writer, ext = self.spool, self.pipeline, self.writer, self.external
         return {
-            "received": spool.appended + spool.refused,
-            "replayed": spool.replay_total,
-            "replay_done": spool.replayed,
-            "dropped": spool.refused,
-            "spool_unread": spool.unread,
-            "spool_bytes": spool.pending_bytes,
+            "received": spool.appended + spool.refused + ext.appended + ext.refused,
+            "replayed": spool.replay_total + ext.replay_total,
+            "replay_done": spool.replayed + ext.replayed,
+            "dropped": spool.refused + ext.refused,
+            "spool_unread": spool.unread + ext.unread,
+            "spool_bytes": spool.pending_bytes + ext.pending_bytes,
+            # Of `received`: the events handed over from the processing channels.
+            "external_received": ext.appended + ext.refused,
             "processed": pipeline.processed,
             "accepted": pipeline.accepted,
             "rejected": pipeline.rejected,

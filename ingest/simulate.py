@@ -6,6 +6,8 @@
     python -m ingest.simulate --shapes             # one message of every shape TickStock sends
     python -m ingest.simulate --shape test-script  # just one of them (see SHAPES)
     python -m ingest.simulate --shape alert --channel tickstock:monitoring
+    python -m ingest.simulate --run healthy        # also: stalled, failed (jobs/simulate.py)
+    python -m ingest.simulate --job unpicked       # also: failed
 
 Every publish prints how many subscribers it reached: 0 means nobody is listening.
 """
@@ -25,6 +27,7 @@ from typing import Any
 import orjson
 import redis
 
+from jobs.simulate import JOBS, RUNS, simulate_job, simulate_run
 from queries.records import CATEGORIES, SEVERITIES
 from settings import SettingsError, load_settings
 
@@ -214,6 +217,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--channel", help="publish here instead of ERROR_CHANNEL")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.add_argument("--seed", type=int, help="random seed, for repeatable runs")
+    parser.add_argument("--run", choices=RUNS, help="publish a processing run instead: "
+                        "healthy, stalled (stops half-way) or failed (success 80%%)")
+    parser.add_argument("--job", choices=JOBS, help="publish an import job instead: failed "
+                        "(followed to failed) or unpicked (nobody picks it up)")
+    parser.add_argument("--step", type=float, default=1.0,
+                        help="seconds between the events of --run and --job")
     args = parser.parse_args(argv)
     if args.count is not None and args.count < 1:
         parser.error("--count must be at least 1")
@@ -231,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rng = random.Random(args.seed)
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    if args.run or args.job:
+        return _jobs_and_runs(client, settings, args)
     channel = args.channel or settings.error_channel
     shapes = sorted(SHAPES) if args.shapes else args.shape
     if shapes:
@@ -267,6 +278,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"published {sent} message(s) to {channel} in {elapsed:.2f} s; "
           f"{unheard} reached no subscriber")
     return 0 if sent else 1
+
+
+def _jobs_and_runs(client: redis.Redis, settings: Any, args: argparse.Namespace) -> int:
+    try:
+        if args.job:
+            simulate_job(client, settings, args.job, args.step, print)
+        if args.run:
+            simulate_run(client, settings, args.run, args.step, print)
+    except redis.RedisError as exc:
+        print(f"cannot publish: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    return 0
 
 
 if __name__ == "__main__":

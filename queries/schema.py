@@ -25,6 +25,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -39,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateColumn, CreateIndex
 
 from queries.records import COLUMN_LIMITS, as_utc
@@ -189,6 +191,55 @@ silences = Table(
     Column("created_at", UtcDateTime(), nullable=False),
 )
 
+# Processing runs of TickStockPL (jobs/): one row per run_id, its phases as JSON.
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("run_id", String(200), primary_key=True),
+    Column("state", String(16), nullable=False),  # running | completed | failed
+    Column("started_at", DateTime(timezone=True)),  # its processing_started, when seen
+    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    Column("last_event_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("duration_seconds", Float),
+    Column("failure", Text),
+    Column("source", String(COLUMN_LIMITS["source"])),
+    Column("phases", _JSON, nullable=False),
+    Column("last_event", _JSON),
+    Index("idx_job_runs_last_event_at", "last_event_at"),
+    Index("idx_job_runs_state", "state"),
+)
+
+# Import jobs of TickStockAppV2, followed through their Redis status keys (jobs/).
+import_jobs = Table(
+    "import_jobs",
+    metadata,
+    Column("job_id", String(200), primary_key=True),
+    Column("job_type", String(100)),
+    # submitted | running | completed | failed | lost (its key expired before an end state)
+    Column("status", String(16), nullable=False),
+    Column("progress", Float),
+    Column("message", Text),
+    Column("submitted_at", DateTime(timezone=True)),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("progress_changed_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("raw", _JSON),
+    Index("idx_import_jobs_first_seen_at", "first_seen_at"),
+    Index("idx_import_jobs_status", "status"),
+)
+
+# Errors that name a run or a job (by run_id / job_id in their message or context).
+job_error_links = Table(
+    "job_error_links",
+    metadata,
+    Column("kind", String(8), primary_key=True),  # run | job
+    Column("ref_id", String(200), primary_key=True),
+    Column("error_id", String(COLUMN_LIMITS["error_id"]), primary_key=True),
+    Column("linked_at", DateTime(timezone=True), nullable=False),
+)
+
 # PostgreSQL only: the first copy of each stored error_id, with its timestamp so that
 # retention can prune it with the row.
 error_ids = Table(
@@ -223,6 +274,8 @@ INSERT_COLUMNS = (
 
 
 DEFAULT_PARTITION = "error_logs_default"
+# The advisory lock key create_schema holds on PostgreSQL (any constant of this project's).
+_SCHEMA_LOCK = 7_311_013
 
 
 def postgres_error_logs_ddl() -> list[str]:
@@ -340,6 +393,9 @@ def create_schema(engine: Engine) -> None:
     if engine.dialect.name == "postgresql":
         others = [t for t in metadata.sorted_tables if t.name != "error_logs"]
         with engine.begin() as conn:
+            # Processes starting together (the ingest and web workers) would race between
+            # "is it there?" and CREATE: one at a time, the lock ends with the transaction.
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
             layout = error_logs_layout(conn)
             # Before the DDL below: its indexes may name the new columns.
             upgrade_error_logs(conn)
@@ -354,5 +410,12 @@ def create_schema(engine: Engine) -> None:
     else:
         with engine.begin() as conn:
             upgrade_error_logs(conn)
-        metadata.create_all(engine, tables=[
-            t for t in metadata.sorted_tables if not t.info.get("postgresql_only")])
+        tables = [t for t in metadata.sorted_tables if not t.info.get("postgresql_only")]
+        try:
+            metadata.create_all(engine, tables=tables)
+        except OperationalError as exc:
+            # Another process created a table between the check and the CREATE: what is
+            # left is checked again, once.
+            if "already exists" not in str(exc):
+                raise
+            metadata.create_all(engine, tables=tables)

@@ -119,10 +119,16 @@ def redis_client() -> Iterator[redis.Redis]:
 def make_settings(tmp_path: Path, channel: str) -> Callable[..., Settings]:
     """Settings for a test: its own channel, SQLite file, log file and spool folder."""
 
+    # The jobs package's channels and keys, private to the test too (see `jobs_names`).
+    names = jobs_names(channel)
+
     def build(**overrides: object) -> Settings:
         base = Settings(
             redis_url=REDIS_URL,
             error_channel=channel,
+            processing_channels=",".join(names["processing"]),
+            listener_channels=names["listener"],
+            job_status_keys=names["status_keys"],
             database_url=f"sqlite:///{tmp_path}/errors.db",
             log_file_path=str(tmp_path / "logs" / "errors.log"),
             spool_dir=str(tmp_path / "spool"),
@@ -131,6 +137,18 @@ def make_settings(tmp_path: Path, channel: str) -> Callable[..., Settings]:
         return replace(base, **overrides)  # type: ignore[arg-type]
 
     return build
+
+
+def jobs_names(channel: str) -> dict[str, Any]:
+    """The processing channels, the data loader's channel and the job status keys of a test,
+    made from its error channel, so tests never read each other's (or a real system's)."""
+    prefix = channel.rsplit(":", 1)[0]
+    return {"prefix": prefix,
+            "processing": [f"{prefix}:processing:status", f"{prefix}:import:*",
+                           f"{prefix}:cache:*", f"{prefix}:indicators:*",
+                           f"{prefix}:patterns:*", f"{prefix}:monitoring"],
+            "listener": f"{prefix}.jobs.data_load",
+            "status_keys": f"{prefix}.jobs.status:*"}
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """The rooms and who may import what (docs/architecture.md), read from the source with ast.
 
 - the store (`queries`) imports no web, Redis or feature code;
-- a feature package (`alerts`, `groups`, `retention`, `live`) imports only the store, the
-  model, settings and itself; its web modules (`api.py`, `page.py`) may also use the web
-  shell's shared pieces;
+- a feature package (`alerts`, `groups`, `jobs`, `retention`, `live`) imports only the store,
+  the model, settings and itself (and the alerts' names and store, to raise and show alerts);
+  its web modules (`api.py`, `page.py`) may also use the web shell's shared pieces;
 - nothing on the web side (the shell, the features' web modules, the live feed's follower)
   imports the ingest, directly or through anything it imports: a gunicorn worker must not
   load the ingest threads;
@@ -19,16 +19,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("alerts", "dashboard", "groups", "ingest", "live", "queries", "retention")
-FEATURES = ("alerts", "groups", "retention", "live")
+PACKAGES = ("alerts", "dashboard", "groups", "ingest", "jobs", "live", "queries",
+            "retention")
+FEATURES = ("alerts", "groups", "jobs", "retention", "live")
 WEB_THIRD_PARTY = ("dash", "dash_ag_grid", "dash_bootstrap_components", "flask", "plotly",
                    "werkzeug")
 REDIS = ("redis", "hiredis")
 # What a feature's web modules may take from the web shell.
 SHELL_SHARED = ("dashboard.components", "dashboard.detail", "dashboard.ids",
                 "dashboard.params")
-WEB_MODULES = ("alerts.api", "alerts.page", "groups.api", "groups.page", "live.follower",
-               "live.view")
+WEB_MODULES = ("alerts.api", "alerts.page", "groups.api", "groups.page", "jobs.api",
+               "jobs.page", "live.follower", "live.view")
+# Another feature raises and shows alerts through their names and their store, nothing else.
+ALERTS_FOR_FEATURES = ("alerts.catalog", "alerts.store")
 
 
 def _modules() -> dict[str, Path]:
@@ -103,7 +106,7 @@ def test_the_store_imports_no_web_redis_or_feature_code(module: str) -> None:
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if top(m) in FEATURES))
 def test_a_feature_imports_only_the_store_settings_and_itself(module: str) -> None:
     allowed = {"queries", "settings", top(module)}
-    shared = SHELL_SHARED if module in WEB_MODULES else ()
+    shared = (*ALERTS_FOR_FEATURES, *(SHELL_SHARED if module in WEB_MODULES else ()))
     bad = sorted(name for name in project_imports(module)
                  if top(name) not in allowed and name not in shared)
     assert not bad, f"{module} imports {bad}"
