@@ -252,3 +252,40 @@ def test_a_missed_scheduled_start_fires_run_missed_on_a_clock_passed_in(
     jobs.watch.check()
     assert [n.kind for n in notices] == ["firing", "resolved"]
     jobs.watch.stop()
+
+
+def test_errors_on_the_processing_and_monitoring_channels_are_stored_once_and_alerted(
+        make_settings, db_url, receiver, redis_client, names):  # type: ignore[no-untyped-def]
+    """Issue 15's check: errors that never reach the error channel are stored and alerted."""
+    monitor = _start(make_settings, db_url, receiver)
+    client = monitor.dash_app.server.test_client()
+    prefix = names["prefix"]
+    try:
+        redis_client.publish(f"{prefix}:import:completed", _envelope(
+            "processing_error", severity="critical", component="data_import",
+            error_code="API_RATE_LIMIT", message="Polygon import aborted: rate limit",
+            error_id="import-failed-1"))
+        redis_client.publish(f"{prefix}:monitoring", orjson.dumps(
+            {"event_type": "ALERT_TRIGGERED", "timestamp": datetime.now(UTC).isoformat(),
+             "alert": {"level": "critical", "component": "DatabasePool",
+                       "message": "connection pool exhausted"}}))
+        wait_for(lambda: monitor.ingest.counters()["stored"] == 2, message="both stored")
+        wait_for(lambda: len([b for b in receiver.bodies
+                              if b.get("rule") == "critical_error"]) == 2,
+                 message="one critical_error notice for each")
+        imported = client.get("/api/errors/import-failed-1").get_json()
+        assert imported["severity"] == "critical" and imported["category"] == "network"
+        assert imported["context"]["channel"] == f"{prefix}:import:completed"
+        recent = {e["component"]: e for e in client.get("/api/errors/recent").get_json()}
+        assert recent["DatabasePool"]["severity"] == "critical"
+        assert recent["DatabasePool"]["message"] == "connection pool exhausted"
+        # Re-sent copies are the same rows: stored once.
+        redis_client.publish(f"{prefix}:import:completed", _envelope(
+            "processing_error", severity="critical", component="data_import",
+            error_code="API_RATE_LIMIT", message="Polygon import aborted: rate limit",
+            error_id="import-failed-1"))
+        wait_for(lambda: monitor.ingest.counters()["duplicate"] == 1, message="the copy")
+        with monitor.engine.connect() as conn:
+            assert len(conn.execute(select(error_logs.c.error_id)).all()) == 2
+    finally:
+        monitor.stop()
