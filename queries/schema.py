@@ -265,6 +265,17 @@ maintenance_runs = Table(
     Index("idx_maintenance_runs_job_started_at", "job", "started_at"),
 )
 
+# One row per singleton job and period (a day): the process that inserts it runs the job,
+# the others stand by, so several ingest processes run each day's retention once.
+job_claims = Table(
+    "job_claims",
+    metadata,
+    Column("job", String(64), primary_key=True),
+    Column("period", String(32), primary_key=True),
+    Column("claimed_by", String(200), nullable=False),
+    Column("claimed_at", UtcDateTime(), nullable=False),
+)
+
 # Columns the batch writer fills, in the order of its rows.
 INSERT_COLUMNS = (
     "error_id", "error_type", "error_message", "error_traceback", "severity", "category",

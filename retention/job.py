@@ -4,6 +4,8 @@ once at start-up when the last successful run is more than a day old.
 APScheduler (BackgroundScheduler, one worker thread, so runs never overlap) does the timing;
 `status()` is what GET /api/monitor/status shows under "retention". The last run is read back
 from `maintenance_runs` on start, so a restart neither forgets it nor runs it twice a day.
+With several ingest processes on one database, each scheduled run first claims its day
+(retention/claims.py): one process runs it, the others say they stand by.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from tzlocal import get_localzone
 
 from queries.records import iso_utc
-from retention.policy import Clock, RetentionPolicy, RunReport, utc_now
+from retention.claims import claim, claimant_name
+from retention.policy import JOB, Clock, RetentionPolicy, RunReport, utc_now
 from retention.run import Retention
 from settings import Settings, parse_time_of_day
 
@@ -65,6 +69,8 @@ class RetentionJob:
         self.running = False
         self.startup_run = False
         self.last: dict[str, Any] | None = None  # the last run's report, as JSON
+        self.standby: str | None = None  # why this process did not run today's retention
+        self.claimant = claimant_name()
         self.runs = 0
 
     @classmethod
@@ -90,10 +96,10 @@ class RetentionJob:
                 "thread_name_prefix": "retention-job"})},
             job_defaults={"coalesce": True, "max_instances": 1,
                           "misfire_grace_time": 6 * 3600})
-        scheduler.add_job(self.run, daily_trigger(self.at, self.timezone), id="retention",
-                          name="retention")
+        scheduler.add_job(self.run_scheduled, daily_trigger(self.at, self.timezone),
+                          id="retention", name="retention")
         if due:
-            scheduler.add_job(self.run, "date", id="retention-startup",
+            scheduler.add_job(self.run_scheduled, "date", id="retention-startup",
                               name="retention at start-up",
                               run_date=datetime.now(self.timezone) + self.startup_delay)
         scheduler.start()
@@ -125,6 +131,24 @@ class RetentionJob:
         return last_ok is None or self.clock() - last_ok.started_at > STARTUP_AFTER
 
     # -- the run ------------------------------------------------------------------------------
+    def run_scheduled(self) -> RunReport | None:
+        """Today's run, if no other process has claimed it; None when standing by."""
+        now = self.clock()
+        period = now.astimezone(self.timezone).date().isoformat()
+        try:
+            held = claim(self.retention.engine, JOB, period, self.claimant, now)
+        except SQLAlchemyError as exc:
+            # The store is away: the run itself would fail and say so; no claim to trust.
+            log.warning("retention: cannot claim today's run (%s); running it", exc)
+            return self.run()
+        if held.claimed_by != self.claimant:
+            self.standby = (f"today's run ({period}) was taken by {held.claimed_by} "
+                            f"at {iso_utc(held.claimed_at)}")
+            log.info("retention: standing by: %s", self.standby)
+            return None
+        self.standby = None
+        return self.run()
+
     def run(self) -> RunReport:
         """One run now (the scheduler's thread calls it; tests may too)."""
         with self._lock:
@@ -167,4 +191,5 @@ class RetentionJob:
             "partitionsDropped": len(last.get("partitionsDropped", [])),
             "partitionsCreated": len(last.get("partitionsCreated", [])),
             "nextRun": iso_utc(next_run) if next_run else None,
+            "standby": self.standby,
         }

@@ -49,6 +49,7 @@ RULES = (
          "(SELECT 1 FROM error_groups g WHERE g.fingerprint = t.fingerprint)", ("fingerprint",),
          other_tables=("error_groups",)),
     Rule("alert_silences", "until", archive=False),
+    Rule("job_claims", "claimed_at", archive=False),
 )
 
 

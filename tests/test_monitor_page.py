@@ -362,3 +362,17 @@ def test_mo001_counters_reach_the_published_count_and_conservation_is_ok(
     finally:
         running.stop()
 
+
+
+def test_a_process_whose_retention_run_another_took_says_it_stands_by(
+        engine, make_settings) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings()
+    first, second = (RetentionJob.from_settings(engine, settings) for _ in range(2))
+    assert first.run_scheduled() is not None
+    assert second.run_scheduled() is None
+    status = IngestService(settings, engine).status()
+    view = monitor.retention_view({**status, "retention": second.status()}, datetime.now(UTC))
+    assert view["state"] == "Standing by"
+    assert "was taken by" in rows_of(view)["Standing by"]
+    mine = monitor.retention_view({**status, "retention": first.status()}, datetime.now(UTC))
+    assert mine["state"] == "OK"

@@ -14,7 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import Engine
 
 from queries.records import Rejection
@@ -643,3 +643,23 @@ def test_the_command_line_dry_run_now_and_restore(tmp_path):  # type: ignore[no-
     with gzip.open(files[0], "rt") as handle:
         assert json.loads(handle.readline())["error_id"].startswith("old-")
     engine.dispose()
+
+
+def test_three_processes_with_a_run_due_run_it_once_that_day(engine, make_settings, db_url):  # type: ignore[no-untyped-def]
+    """Issue 16: singleton jobs stay singleton across ingest processes on one database."""
+    _store(engine, [event(error_id=f"old-{i}", timestamp=NOW - timedelta(days=40))
+                    for i in range(5)])
+    settings = make_settings(database_url=db_url)
+    jobs = [RetentionJob.from_settings(engine, settings, clock=lambda: NOW) for _ in range(3)]
+    reports = [job.run_scheduled() for job in jobs]
+    ran = [r for r in reports if r is not None]
+    assert len(ran) == 1 and ran[0].ok and ran[0].removed["error_logs"] == 5
+    standing_by = [job.status()["standby"] for job in jobs if job.status()["standby"]]
+    assert len(standing_by) == 2 and all("was taken by" in text for text in standing_by)
+    with engine.connect() as conn:
+        runs = conn.execute(select(func.count()).select_from(maintenance_runs)).scalar_one()
+    assert runs == 1
+    # The next day is a new period: one of them runs it again.
+    later = [RetentionJob.from_settings(engine, settings, clock=lambda: NOW + timedelta(days=1))
+             for _ in range(2)]
+    assert sum(job.run_scheduled() is not None for job in later) == 1

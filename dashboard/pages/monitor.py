@@ -278,6 +278,9 @@ def retention_view(status: Mapping[str, Any], now: datetime) -> Section:
                 "rows": [["", "the retention job runs with the ingest process"]]}
     if retention.get("running"):
         state, tone = "Running", "info"
+    elif retention.get("standby"):
+        # Another ingest process claimed today's run: this one waits for tomorrow's.
+        state, tone = "Standing by", "secondary"
     elif not retention.get("lastRun"):
         state, tone = "Not run yet", "secondary"
     elif retention.get("lastRunOk") is False:
@@ -292,6 +295,8 @@ def retention_view(status: Mapping[str, Any], now: datetime) -> Section:
         ["Duration", duration_text(retention.get("durationSeconds"))],
         ["Error", str(retention.get("lastError") or "none")],
     ]
+    if retention.get("standby"):
+        rows.insert(0, ["Standing by", str(retention["standby"])])
     if days is not None:
         zone = retention.get("timezone")
         rows.append(["Keeps", f"{days} days; runs daily at {at or '—'}"
