@@ -15,10 +15,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from psycopg2.extras import execute_values
+
 from queries.dialects import (
+    PAGE_ROWS,
     db_time,
     for_update,
     from_db_time,
+    insert_new,
+    is_postgres,
     select_in,
     update_many,
     write_many,
@@ -95,7 +100,7 @@ class GroupsHook:
             return []
         cur = conn.cursor()
         existing = self._existing(cur, dialect, list(groups))
-        inserts, updates, changes = [], [], []
+        inserts, updates, changes = [], [], {}
         for fp, agg in groups.items():
             old = existing.get(fp)
             if old is None:
@@ -103,28 +108,21 @@ class GroupsHook:
                                 agg.first.category, agg.first.component, agg.first.operation,
                                 db_time(agg.first_seen, dialect), db_time(agg.last_seen, dialect),
                                 agg.count, agg.worst, "unresolved", db_time(now, dialect)))
-                changes.append(GroupChange(fp, "unresolved", None, agg.count))
-                continue
-            state = next_state(old["state"], old["ignore_until"], old["ignore_until_count"],
-                               old["event_count"] + agg.count, now)
-            worst = agg.worst if SEVERITY_RANK[agg.worst] > SEVERITY_RANK[old["worst"]] \
-                else old["worst"]
-            first_seen = min(old["first_seen"], agg.first_seen)  # type: ignore[type-var]
-            last_seen = max(old["last_seen"], agg.last_seen)  # type: ignore[type-var]
-            changed = state != old["state"]
-            updates.append((
-                db_time(first_seen, dialect), db_time(last_seen, dialect), agg.count, worst, state,
-                db_time(now, dialect) if changed else db_time(old["changed_at"] or now, dialect),
-                db_time(now, dialect) if state == "regressed" and changed
-                else (db_time(old["regressed_at"], dialect) if old["regressed_at"] else None),
-                fp))
-            changes.append(GroupChange(fp, state, old["state"], agg.count))
+                changes[fp] = GroupChange(fp, "unresolved", None, agg.count)
+            else:
+                changes[fp] = self._update(fp, agg, old, now, dialect, updates)
         if inserts:
-            write_many(
+            inserted = insert_new(
                 cur, dialect,
                 "INSERT INTO error_groups (fingerprint, title, error_type, category, component, "
                 "operation, first_seen, last_seen, event_count, worst_severity, state, "
-                "state_changed_at) VALUES {values}", inserts)
+                "state_changed_at) VALUES {values}", "fingerprint", inserts)
+            # Another ingest process made the same new group at the same moment: its row is
+            # there now (committed, locked by us from here on), so these events update it.
+            raced = [row[0] for row in inserts if row[0] not in inserted]
+            if raced:
+                for fp, old in self._existing(cur, dialect, raced).items():
+                    changes[fp] = self._update(fp, groups[fp], old, now, dialect, updates)
         if updates:
             update_many(
                 cur, dialect, "error_groups",
@@ -135,7 +133,26 @@ class GroupsHook:
         if symbols:
             self._symbols(cur, dialect, symbols)
         cur.close()
-        return changes
+        return list(changes.values())
+
+    @staticmethod
+    def _update(fp: str, agg: _Aggregate, old: dict[str, Any], now: datetime, dialect: str,
+                updates: list[tuple[Any, ...]]) -> GroupChange:
+        """Add the batch's events to an existing group: the row to update, the change."""
+        state = next_state(old["state"], old["ignore_until"], old["ignore_until_count"],
+                           old["event_count"] + agg.count, now)
+        worst = agg.worst if SEVERITY_RANK[agg.worst] > SEVERITY_RANK[old["worst"]] \
+            else old["worst"]
+        first_seen = min(old["first_seen"], agg.first_seen)  # type: ignore[type-var]
+        last_seen = max(old["last_seen"], agg.last_seen)  # type: ignore[type-var]
+        changed = state != old["state"]
+        updates.append((
+            db_time(first_seen, dialect), db_time(last_seen, dialect), agg.count, worst, state,
+            db_time(now, dialect) if changed else db_time(old["changed_at"] or now, dialect),
+            db_time(now, dialect) if state == "regressed" and changed
+            else (db_time(old["regressed_at"], dialect) if old["regressed_at"] else None),
+            fp))
+        return GroupChange(fp, state, old["state"], agg.count)
 
     def _existing(self, cur: Any, dialect: str,
                   fingerprints: list[str]) -> dict[str, dict[str, Any]]:
@@ -155,27 +172,32 @@ class GroupsHook:
 
     def _symbols(self, cur: Any, dialect: str,
                  symbols: dict[tuple[str, str], list[Any]]) -> None:
-        fingerprints = sorted({fp for fp, _ in symbols})
-        known = {(row[0], row[1]) for row in select_in(
-            cur, dialect,
-            "SELECT fingerprint, symbol FROM error_group_symbols WHERE fingerprint {in_list}",
-            fingerprints)}
-        write_many(
-            cur, dialect,
-            "INSERT INTO error_group_symbols (fingerprint, symbol, event_count, last_seen) "
-            "VALUES {values} ON CONFLICT (fingerprint, symbol) DO UPDATE "
-            "SET event_count = error_group_symbols.event_count + excluded.event_count, "
-            "last_seen = CASE WHEN excluded.last_seen > error_group_symbols.last_seen "
-            "THEN excluded.last_seen ELSE error_group_symbols.last_seen END",
-            [(fp, symbol, count, db_time(last, dialect))
-             for (fp, symbol), (count, last) in symbols.items()])
+        rows = [(fp, symbol, count, db_time(last, dialect))
+                for (fp, symbol), (count, last) in symbols.items()]
+        sql = ("INSERT INTO error_group_symbols (fingerprint, symbol, event_count, last_seen) "
+               "VALUES {values} ON CONFLICT (fingerprint, symbol) DO UPDATE "
+               "SET event_count = error_group_symbols.event_count + excluded.event_count, "
+               "last_seen = CASE WHEN excluded.last_seen > error_group_symbols.last_seen "
+               "THEN excluded.last_seen ELSE error_group_symbols.last_seen END")
+        if is_postgres(dialect):
+            # Which symbols are new to their group, told by the upsert itself (xmax = 0 on a
+            # row it inserted): a look before could miss one another ingest just added.
+            added = [fp for fp, inserted in execute_values(
+                cur, sql.format(values="%s") + " RETURNING fingerprint, (xmax = 0)", rows,
+                page_size=PAGE_ROWS, fetch=True) if inserted]
+        else:
+            known = {(row[0], row[1]) for row in select_in(
+                cur, dialect,
+                "SELECT fingerprint, symbol FROM error_group_symbols WHERE fingerprint {in_list}",
+                sorted({fp for fp, _ in symbols}))}
+            write_many(cur, dialect, sql, rows)
+            added = [fp for fp, symbol in symbols if (fp, symbol) not in known]
         grown: dict[str, int] = {}
-        for key in symbols:
-            if key not in known:
-                grown[key[0]] = grown.get(key[0], 0) + 1
+        for fp in added:
+            grown[fp] = grown.get(fp, 0) + 1
         if grown:
             update_many(cur, dialect, "error_groups", {"symbol_count": "integer"},
-                         [(n, fp) for fp, n in grown.items()], add=("symbol_count",))
+                        [(n, fp) for fp, n in grown.items()], add=("symbol_count",))
 
 
 # One statement per batch on PostgreSQL (psycopg2's executemany is a round trip per row);

@@ -90,6 +90,23 @@ def write_many(cur: Any, dialect: str, sql: str, rows: list[tuple[Any, ...]]) ->
         cur.executemany(sql.format(values=f"({', '.join('?' * len(rows[0]))})"), rows)
 
 
+def insert_new(cur: Any, dialect: str, sql: str, key: str,
+               rows: list[tuple[Any, ...]]) -> set[Any]:
+    """Insert the rows whose `key` (the first value of each row) is not there yet; the keys
+    inserted. PostgreSQL: ON CONFLICT DO NOTHING RETURNING, since another process may insert
+    the same key between our look and our insert; SQLite locks the file for one writer, so
+    there a look before is enough and every row goes in."""
+    if not rows:
+        return set()
+    if dialect == POSTGRES:
+        returned = execute_values(
+            cur, sql.format(values="%s") + f" ON CONFLICT ({key}) DO NOTHING RETURNING {key}",
+            rows, page_size=PAGE_ROWS, fetch=True)
+        return {row[0] for row in returned}
+    cur.executemany(sql.format(values=f"({', '.join('?' * len(rows[0]))})"), rows)
+    return {row[0] for row in rows}
+
+
 def update_many(cur: Any, dialect: str, table: str, columns: dict[str, str],
                 rows: list[tuple[Any, ...]], add: tuple[str, ...] = ()) -> None:
     """Set `columns` (name -> PostgreSQL type) by fingerprint; each row is the values in

@@ -144,3 +144,46 @@ def test_list_filters_sorts_and_searches(engine, store, clock):  # type: ignore[
         [recent.fingerprint]
     assert [g["component"] for g in list_groups(engine, hours=1, now=clock())] == ["Indicators"]
     assert [g["count"] for g in list_groups(engine, q="historical", now=clock())] == [5]
+
+
+def test_two_ingests_making_the_same_new_group_at_once_both_count(pg_url, clock):  # type: ignore[no-untyped-def]
+    """Issue 16: a second writer that finds the group made meanwhile adds to it (no unique
+    violation splitting its batch)."""
+    import threading
+
+    from queries.engine import make_engine
+    from tests.conftest import fresh_schema
+
+    engine = make_engine(pg_url)
+    fresh_schema(engine)
+    hook = GroupsHook(clock)
+    first, second = engine.raw_connection(), engine.raw_connection()
+    try:
+        made = hook(first, "postgresql", [grouped(error_id="race-1", symbol="AAPL")])
+        assert [c.state for c in made] == ["unresolved"]
+        seen: dict[str, object] = {}
+
+        def other_writer() -> None:
+            try:
+                seen["changes"] = hook(second, "postgresql",
+                                       [grouped(error_id="race-2", symbol="MSFT"),
+                                        grouped(error_id="race-3", symbol="AAPL")])
+                second.commit()
+            except Exception as exc:  # noqa: BLE001 - the test reports it
+                seen["error"] = exc
+
+        thread = threading.Thread(target=other_writer)
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive(), "the second writer waits for the first one's new row"
+        first.commit()
+        thread.join(10)
+        assert "error" not in seen, seen.get("error")
+        (only,) = list_groups(engine, now=T0 + timedelta(minutes=1))
+        assert only["count"] == 3
+        # AAPL was new to both writers: the group has 2 symbols, not 3.
+        assert group_detail(engine, only["fingerprint"], now=T0)["symbolCount"] == 2
+    finally:
+        first.close()
+        second.close()
+        engine.dispose()
