@@ -361,3 +361,74 @@ def _probe(url: str) -> bool:
     except OSError:
         return False
 
+
+
+def _empty_database(url: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+
+
+def _stream_ingests(processes, env, tmp_path, count: int, **extra: str) -> list:  # type: ignore[no-untyped-def]
+    return [processes.start(f"ingest-{n}", [sys.executable, "-m", "ingest"],
+                            {**env, "STREAM_CONSUMER": f"consumer-{n}",
+                             "SPOOL_DIR": str(tmp_path / f"spool-{n}"), **extra})
+            for n in range(1, count + 1)]
+
+
+def test_three_ingest_processes_started_at_once_on_a_fresh_database_all_come_up(
+        deploy_env, processes, pg_url, tmp_path):  # type: ignore[no-untyped-def]
+    _empty_database(pg_url)
+    stream = f"test:{uuid.uuid4().hex}:stream"
+    env = {**deploy_env, "INGEST_SOURCE": "stream", "ERROR_STREAM": stream}
+    ingests = _stream_ingests(processes, env, tmp_path, 3)
+    follower = LiveFeedFollower(REDIS_URL, env["ERROR_CHANNEL"], 100)
+    try:
+        follower.start()
+        wait_for(lambda: len(follower.status().get("ingestProcesses") or []) == 3
+                 or any(p.poll() is not None for p in ingests), timeout=60,
+                 message="three ingest processes reporting")
+        for process in ingests:
+            assert process.poll() is None, processes.log(process)
+        assert _stored(pg_url) == (0, 0)  # the schema is there, whole, and empty
+    finally:
+        follower.stop()
+        for process in ingests:
+            assert processes.stop(process) == 0
+
+
+def test_three_ingests_one_killed_mid_stream_store_every_entry_once(
+        deploy_env, processes, redis_client, pg_url, tmp_path):  # type: ignore[no-untyped-def]
+    stream = f"test:{uuid.uuid4().hex}:stream"
+    env = {**deploy_env, "INGEST_SOURCE": "stream", "ERROR_STREAM": stream,
+           "STREAM_CLAIM_IDLE_MS": "2000", "STREAM_RECLAIM_INTERVAL_MS": "500"}
+    ingests = _stream_ingests(processes, env, tmp_path, 3)
+    follower = LiveFeedFollower(REDIS_URL, env["ERROR_CHANNEL"], 100)
+    total = 20_000
+    try:
+        follower.start()
+        wait_for(lambda: len(follower.status().get("ingestProcesses") or []) == 3, timeout=60,
+                 message="three ingest processes reporting")
+        for start in range(0, total, 500):
+            pipe = redis_client.pipeline(transaction=False)
+            for i in range(start, start + 500):
+                pipe.xadd(stream, {"data": json.dumps({
+                    "error_id": f"k-{i}", "severity": "error", "message": f"m {i}"})})
+            pipe.execute()
+            if start == total // 4:
+                os.kill(ingests[0].pid, signal.SIGKILL)
+        wait_for(lambda: _stored(pg_url)[0] >= total, timeout=90, message="all stored")
+        wait_for(lambda: redis_client.xpending(stream, "tickstock-error-monitor")["pending"] == 0,
+                 timeout=30, message="nothing pending")
+        assert _stored(pg_url) == (total, total)
+        wait_for(lambda: len(follower.status().get("ingestProcesses") or []) == 2, timeout=30,
+                 message="the dead process gone from the deployment's status")
+        wait_for(lambda: follower.status()["conservation"]["holds"], timeout=15,
+                 message="the survivors' accounting whole")
+    finally:
+        follower.stop()
+        for process in ingests[1:]:
+            assert processes.stop(process) == 0
+        redis_client.delete(stream)
