@@ -26,6 +26,7 @@ from ingest.file_log import close_error_log, open_error_log
 from ingest.normalise import Limits
 from ingest.pipeline import Pipeline
 from ingest.process_log import redact_url, secret_fragments
+from ingest.pubsub_lease import ChannelTaken, PubSubLease, holder_name
 from ingest.spool import Spool
 from ingest.stream_source import StreamSubscriber, default_consumer
 from ingest.subscriber import Subscriber
@@ -86,6 +87,7 @@ class IngestService:
             chunk=min(2000, settings.batch_max_rows),
             external=self.external)
         self.subscriber: Subscriber | StreamSubscriber
+        self.lease: PubSubLease | None = None
         if settings.ingest_source == "stream":
             self.subscriber = StreamSubscriber(
                 settings.redis_url, settings.error_stream, settings.stream_group,
@@ -96,6 +98,8 @@ class IngestService:
                 max_backlog=settings.stream_max_backlog)
             self.spool.add_commit_listener(self.subscriber.acknowledge)
         else:
+            self.lease = PubSubLease(settings.redis_url, settings.error_channel,
+                                     holder_name(settings.spool_dir))
             self.subscriber = Subscriber(
                 settings.redis_url, settings.error_channel, self.spool,
                 health_check_interval=settings.redis_health_check_interval,
@@ -162,6 +166,13 @@ class IngestService:
             return
         # What an earlier run left is read first; SpoolBusy if another ingest writes it.
         self.spool.open()
+        if self.lease is not None:
+            try:
+                self.lease.acquire()  # ChannelTaken (a SpoolBusy) if another ingest listens
+            except ChannelTaken:
+                self.spool.close()
+                raise
+            self.lease.start()
         self.external.open()
         self._started = True
         _freeze_startup_objects()
@@ -179,6 +190,8 @@ class IngestService:
         if not self._started:
             return
         self.subscriber.stop()
+        if self.lease is not None:
+            self.lease.stop()
         self.pipeline.stop()
         self.writer.stop()
         self.spool.close()
@@ -315,6 +328,7 @@ class IngestService:
                           "producers": self.pipeline.clock_skew(
                               self.settings.clock_skew_warn_seconds)},
             **({"stream": self.stream_status()} if isinstance(sub, StreamSubscriber) else {}),
+            **({"pubsubLease": self.lease.state} if self.lease is not None else {}),
         }
 
     def stream_status(self) -> dict[str, Any]:

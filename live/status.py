@@ -60,6 +60,7 @@ class MonitorStatus(TypedDict, total=False):
     history: list[dict[str, Any]]
     alerts: dict[str, Any]
     stream: dict[str, Any]
+    pubsubLease: str
     # Web side only
     ingest: str
     follower: dict[str, Any]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from ingest.service import IngestService
@@ -35,3 +36,29 @@ def test_published_errors_are_stored_and_malformed_ones_dead_lettered(
     assert counters["received"] == 52
     assert counters["rejected"] == 1
     assert len(ingest.ring.since(0)) == 50
+
+
+def test_a_second_pubsub_ingest_on_the_same_channel_is_refused(
+        engine, db_url, make_settings, tmp_path, redis_client):  # type: ignore[no-untyped-def]
+    """Issue 16: two pub/sub ingests on one channel would store and alert everything twice."""
+    from ingest.pubsub_lease import ChannelTaken
+
+    first = IngestService(make_settings(database_url=db_url, spool_dir=str(tmp_path / "a")),
+                          engine)
+    second_settings = make_settings(database_url=db_url, spool_dir=str(tmp_path / "b"))
+    first.start()
+    try:
+        assert first.status()["pubsubLease"] == "held"
+        second = IngestService(second_settings, engine)
+        with pytest.raises(ChannelTaken, match=r"another pub/sub ingest .* already listens on"):
+            second.start()
+    finally:
+        first.stop()
+    # Once the first is gone the channel is free again.
+    again = IngestService(second_settings, engine)
+    again.start()
+    try:
+        assert again.status()["pubsubLease"] == "held"
+    finally:
+        again.stop()
+    assert redis_client.exists(f"{second_settings.error_channel}:monitor:pubsub-lease") == 0
