@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -209,6 +209,7 @@ class LiveFeedFollower(threading.Thread):
                       "lastBatchSeconds": last.get("lastBatchSeconds", 0.0),
                       "storeOk": last.get("storeOk"),
                       "channel": self.error_channel, "ingestProcesses": []}
+        status["processes"] = self.processes()
         status["follower"] = {
             # Which web worker answered: each has its own copy of the feed.
             "worker": self.worker,
@@ -219,6 +220,21 @@ class LiveFeedFollower(threading.Thread):
                            "lastSeq": self.ring.last_seq},
         }
         return status
+
+    def processes(self) -> list[dict[str, Any]]:
+        """Every ingest process heard from in the last minute: up, or down once silent for
+        longer than `stale_after`, with its stream consumer and what it holds pending."""
+        now, wall = self.clock(), datetime.now(UTC)
+        rows = []
+        for pid, beat in sorted(self._beats.items()):
+            silent = max(0.0, now - beat.seen)
+            stream = beat.status.get("stream") or {}
+            rows.append({"process": pid, "source": beat.status.get("source"),
+                         "consumer": stream.get("consumer"), "pending": stream.get("pending"),
+                         "lastHeardAt": iso_utc(wall - timedelta(seconds=silent)),
+                         "silentSeconds": round(silent, 1),
+                         "state": "up" if silent <= self.stale_after else "down"})
+        return rows
 
     def listening_state(self) -> ListeningState:
         status = self.status()

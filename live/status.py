@@ -65,6 +65,7 @@ class MonitorStatus(TypedDict, total=False):
     ingest: str
     follower: dict[str, Any]
     ingestProcesses: list[dict[str, Any]]
+    processes: list[dict[str, Any]]
     retention: dict[str, Any]
 
 

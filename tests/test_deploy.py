@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import func, select
 
 from dashboard import ids
+from dashboard.pages import monitor
 from live.feed import FeedNames
 from live.follower import LiveFeedFollower
 from queries.engine import make_engine
@@ -424,7 +425,11 @@ def test_three_ingests_one_killed_mid_stream_store_every_entry_once(
                  timeout=30, message="nothing pending")
         assert _stored(pg_url) == (total, total)
         wait_for(lambda: len(follower.status().get("ingestProcesses") or []) == 2, timeout=30,
-                 message="the dead process gone from the deployment's status")
+                 message="the dead process gone from the deployment's sums")
+        states = {p["consumer"]: p["state"] for p in follower.status()["processes"]}
+        assert states == {"consumer-1": "down", "consumer-2": "up", "consumer-3": "up"}, states
+        page = monitor.monitor_view(follower.status())["listening"]["rows"]
+        assert any(text.startswith("DOWN; consumer consumer-1") for _, text in page), page
         wait_for(lambda: follower.status()["conservation"]["holds"], timeout=15,
                  message="the survivors' accounting whole")
     finally:

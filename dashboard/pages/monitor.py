@@ -158,9 +158,24 @@ def listening_view(status: Mapping[str, Any], now: datetime) -> Section:
     processes = status.get("ingestProcesses")
     if isinstance(processes, list):  # web-only side: which ingest processes report
         rows.append(["Ingest processes", f"{len(processes)} reporting"])
+    for process in status.get("processes") or []:
+        rows.append([f"Process {process.get('process')}", process_text(process)])
     if status.get("startedAt"):
         rows.append(["Ingest started", when_text(status.get("startedAt"), now)])
     return {"state": state, "tone": tone, "rows": rows}
+
+
+def process_text(process: Mapping[str, Any]) -> str:
+    """One ingest process of the deployment: up or down, its consumer, what it holds."""
+    parts = ["up" if process.get("state") == "up" else "DOWN"]
+    if process.get("consumer"):
+        parts.append(f"consumer {process['consumer']}, "
+                     f"{count_text(process.get('pending'))} pending")
+    silent = process.get("silentSeconds")
+    heard = parse_iso_utc(process.get("lastHeardAt"))
+    if isinstance(silent, (int, float)) and heard is not None:
+        parts.append(f"last heard {silent:.0f} s ago ({utc_text(heard)})")
+    return "; ".join(parts)
 
 
 def store_view(status: Mapping[str, Any], now: datetime) -> Section:
