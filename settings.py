@@ -87,6 +87,8 @@ class Settings:
     stream_reclaim_interval_ms: int = 5000
     # Unacknowledged entries at which a consumer stops reading new ones (its store is slow).
     stream_max_backlog: int = 10_000
+    # An ingest process silent this long is shown as down and raises `ingest_down`.
+    ingest_down_seconds: int = 15
     error_code_categories: str = DEFAULT_ERROR_CODE_CATEGORIES
     # A producer whose clock is further than this from ours is flagged on the Monitor page.
     clock_skew_warn_seconds: int = 300
@@ -122,9 +124,10 @@ class Settings:
                      "alert_repeat_minutes", "alert_category_burst_minutes",
                      "alert_symbol_pattern_minutes", "alert_resolve_minutes",
                      "retention_batch_rows", "stream_claim_idle_ms",
-                     "stream_reclaim_interval_ms", "stream_max_backlog", "jobs_check_interval_ms",
-                     "no_listener_seconds", "job_submitted_timeout_seconds", "job_stall_seconds",
-                     "run_stall_seconds", "run_missed_grace_seconds"):
+                     "stream_reclaim_interval_ms", "stream_max_backlog", "ingest_down_seconds",
+                     "jobs_check_interval_ms", "no_listener_seconds",
+                     "job_submitted_timeout_seconds", "job_stall_seconds", "run_stall_seconds",
+                     "run_missed_grace_seconds"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be at least 1, got {getattr(self, name)}")
         for name in ("alert_error_rate_per_minute", "alert_category_burst_count",

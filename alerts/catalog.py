@@ -16,7 +16,11 @@ JOB_FAILED = "job_failed"
 RUN_STALLED = "run_stalled"
 RUN_FAILED = "run_failed"
 RUN_MISSED = "run_missed"
-CONDITION_RULES = (NO_LISTENER, JOB_STUCK, JOB_FAILED, RUN_STALLED, RUN_FAILED, RUN_MISSED)
+# The monitor's own deployment: an ingest process gone silent, stream entries lost to trimming.
+INGEST_DOWN = "ingest_down"
+STREAM_LOST = "stream_lost"
+CONDITION_RULES = (NO_LISTENER, JOB_STUCK, JOB_FAILED, RUN_STALLED, RUN_FAILED, RUN_MISSED,
+                   INGEST_DOWN, STREAM_LOST)
 
 RULES = EVENT_RULES + CONDITION_RULES
 
@@ -32,6 +36,8 @@ RULE_TEXT = {
     RUN_STALLED: "A running processing run that stopped talking (key: the run id)",
     RUN_FAILED: "A run that failed or a phase below the success rate (key: the run id)",
     RUN_MISSED: "The scheduled daily run did not start (key: the scheduled time)",
+    INGEST_DOWN: "An ingest process of the deployment stopped reporting (key: its slot)",
+    STREAM_LOST: "Stream entries trimmed away before any monitor read them (key: the stream)",
 }
 
 # Rules whose key is an error group's fingerprint: their alerts link to the group too.

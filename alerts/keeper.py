@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -41,11 +42,14 @@ def alert_from_row(row: dict[str, Any]) -> Alert:
 
 
 class AlertKeeper(threading.Thread):
-    def __init__(self, engine: AlertEngine, db: Engine, interval: float = 1.0) -> None:
+    def __init__(self, engine: AlertEngine, db: Engine, interval: float = 1.0,
+                 conditions: list[Callable[[], None]] | None = None) -> None:
         super().__init__(name="alert-keeper", daemon=True)
         self.engine = engine
         self.db = db
         self.interval = interval
+        # Checks that say whether a condition rule holds, run before every tick.
+        self.conditions = list(conditions or [])
         self._changed: dict[str, Alert] = {}
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
@@ -86,6 +90,8 @@ class AlertKeeper(threading.Thread):
             self._wake.clear()
             beat += 1
             try:
+                for condition in self.conditions:
+                    condition()
                 self.engine.tick()
                 if beat % 3 == 0:
                     self._reload(self.engine.clock())

@@ -20,6 +20,8 @@ import sys
 import time
 from typing import Any
 
+import redis
+
 from ingest.process_log import (
     configure_logging,
     mask_tree,
@@ -29,6 +31,7 @@ from ingest.process_log import (
 )
 from ingest.service import IngestService
 from ingest.spool_format import SpoolBusy
+from ingest.stream_source import default_consumer
 from jobs.service import jobs_for
 from live.publisher import LiveFeedPublisher
 from queries.engine import make_engine
@@ -68,7 +71,9 @@ def main() -> int:
 
     publisher = LiveFeedPublisher(settings.redis_url, settings.error_channel, status,
                                   settings.ring_buffer_size,
-                                  scrub=lambda found: mask_tree(found, fragments))
+                                  scrub=lambda found: mask_tree(found, fragments),
+                                  slot=settings.stream_consumer
+                                  or default_consumer(settings.spool_dir))
     ingest.pipeline.add_listener(publisher.publish)
     stop_on_sigterm()
     try:
@@ -84,6 +89,10 @@ def main() -> int:
         log.info("ingest process running; live feed on %s", publisher.names.channel)
         while True:
             time.sleep(1.0)
+            try:
+                ingest.check_peers(publisher.silent_peers(settings.ingest_down_seconds))
+            except redis.RedisError as exc:
+                log.debug("cannot read the deployment's heartbeats: %s", exc)
     except KeyboardInterrupt:
         log.info("stopping: flushing what was received")
     finally:

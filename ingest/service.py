@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from alerts.catalog import INGEST_DOWN, STREAM_LOST
 from alerts.keeper import AlertKeeper
 from alerts.rules import AlertEngine, AlertRules, Notice
 from alerts.webhook import WebhookNotifier
@@ -108,6 +109,8 @@ class IngestService:
         self._started = False
         self._external_lock = threading.Lock()
         self._samples: deque[tuple[float, dict[str, int]]] = deque()
+        self._lost_seen = 0
+        self._lost_at: float | None = None
 
     def _build_alerts(self, settings: Settings, engine: Engine) -> None:
         """Rules on the pipeline thread, regressions from the writer, delivery on its own."""
@@ -122,7 +125,8 @@ class IngestService:
                 self.notifier.send(notice)
 
         self.alerts = AlertEngine(alert_rules(settings), on_notice=on_notice)
-        self.alert_keeper = AlertKeeper(self.alerts, engine)
+        self.alert_keeper = AlertKeeper(self.alerts, engine,
+                                        conditions=[self._stream_lost_condition])
         self.alerts.on_change = self.alert_keeper.record
         self.pipeline.add_listener(lambda entries: self.alerts.observe(
             [entry.event for entry in entries]))
@@ -330,6 +334,31 @@ class IngestService:
             **({"stream": self.stream_status()} if isinstance(sub, StreamSubscriber) else {}),
             **({"pubsubLease": self.lease.state} if self.lease is not None else {}),
         }
+
+    def _stream_lost_condition(self) -> None:
+        """`stream_lost` fires when entries were lost to trimming, and resolves once no more
+        have been lost for ALERT_RESOLVE_MINUTES."""
+        sub = self.subscriber
+        if not isinstance(sub, StreamSubscriber):
+            return
+        lost = sub.lost_trimmed + sub.deleted_pending
+        now = time.monotonic()
+        if lost > self._lost_seen:
+            self._lost_seen, self._lost_at = lost, now
+        recent = self._lost_at is not None and \
+            now - self._lost_at < self.settings.alert_resolve_minutes * 60
+        self.alerts.sync_conditions(STREAM_LOST, {sub.stream: (
+            f"{lost:,} entries of {sub.stream} were trimmed away before any monitor read "
+            "them: the producer's MAXLEN is smaller than the backlog",
+            {"stream": sub.stream, "lostTrimmed": lost})} if recent else {})
+
+    def check_peers(self, silent: dict[str, float]) -> None:
+        """`ingest_down` for every process of the deployment silent past INGEST_DOWN_SECONDS
+        (`silent`: slot -> seconds, from the live feed's heartbeats)."""
+        self.alerts.sync_conditions(INGEST_DOWN, {
+            slot: (f"ingest process {slot} has not reported for {seconds:.0f} s",
+                   {"process": slot, "silentSeconds": round(seconds, 1)})
+            for slot, seconds in silent.items()})
 
     def stream_status(self) -> dict[str, Any]:
         """This consumer of the stream: who it is, what it holds, what it took over, and

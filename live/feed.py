@@ -48,7 +48,9 @@ log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_TTL_MS = 5000
 STALE_AFTER = 5.0  # seconds without a new heartbeat before a process is taken for gone
-PRUNE_AFTER = 60.0  # a field older than this (a crashed process) is removed by a live one
+# A field older than this (a crashed process, listed as down until then) is removed by a
+# live one.
+PRUNE_AFTER = 3600.0
 RECENT_TTL_MS = 7 * 24 * 3600 * 1000
 MAX_EVENTS_PER_CALL = 1000
 READ_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)

@@ -35,7 +35,8 @@ class LiveFeedPublisher(threading.Thread):
 
     def __init__(self, redis_url: str, error_channel: str, status: Callable[[], dict[str, Any]],
                  capacity: int, max_pending: int = 20_000,
-                 scrub: Callable[[Any], Any] = lambda value: value) -> None:
+                 scrub: Callable[[Any], Any] = lambda value: value,
+                 slot: str | None = None) -> None:
         super().__init__(name="live-feed-publisher", daemon=True)
         self.names = FeedNames.for_channel(error_channel)
         self.client = redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=5)
@@ -44,6 +45,9 @@ class LiveFeedPublisher(threading.Thread):
         self.capacity = capacity
         self.scrub = scrub
         self.process_id = process_id()
+        # The heartbeat's field: a stable slot (host and spool folder) when given, so a
+        # restarted process takes its own place back instead of leaving a dead one behind.
+        self.slot = slot or self.process_id
         self._pending: deque[ErrorEvent] = deque(maxlen=max_pending)
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -71,7 +75,7 @@ class LiveFeedPublisher(threading.Thread):
         if self.is_alive():
             self.join(timeout)
         try:
-            self.client.hdel(self.names.status, self.process_id)
+            self.client.hdel(self.names.status, self.slot)
         except redis.RedisError as exc:
             log.warning("could not remove the live feed's heartbeat: %s", exc)
         self.client.close()
@@ -133,9 +137,27 @@ class LiveFeedPublisher(threading.Thread):
         beat = orjson.dumps({"id": self.process_id, "at": time.time(), "status": status},
                             default=str)
         pipe = self.client.pipeline(transaction=False)
-        pipe.hset(self.names.status, self.process_id, beat)
+        pipe.hset(self.names.status, self.slot, beat)
         pipe.pexpire(self.names.status, HEARTBEAT_TTL_MS)
         pipe.execute()
+
+    def silent_peers(self, after: float) -> dict[str, float]:
+        """The other processes of the deployment silent for longer than `after` seconds
+        (slot -> seconds), from their last heartbeats; a crashed one stays listed until
+        pruned."""
+        now = time.time()
+        silent: dict[str, float] = {}
+        for field, value in self.client.hgetall(self.names.status).items():
+            slot = field.decode("utf-8", "replace")
+            if slot == self.slot:
+                continue
+            try:
+                seconds = now - float(orjson.loads(value)["at"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+            if seconds > after:
+                silent[slot] = seconds
+        return silent
 
     def _prune(self) -> None:
         """Remove the heartbeats of processes that died without saying so."""

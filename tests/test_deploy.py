@@ -27,7 +27,7 @@ from dashboard.pages import monitor
 from live.feed import FeedNames
 from live.follower import LiveFeedFollower
 from queries.engine import make_engine
-from queries.schema import error_logs
+from queries.schema import alerts, error_logs
 from tests.conftest import REDIS_URL, fresh_schema, wait_for
 from tests.test_security import callback_payload
 
@@ -364,6 +364,16 @@ def _probe(url: str) -> bool:
 
 
 
+def _firing(url: str) -> set[tuple[str, str]]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {(row.rule, row.alert_key) for row in conn.execute(
+                select(alerts.c.rule, alerts.c.alert_key).where(alerts.c.state == "firing"))}
+    finally:
+        engine.dispose()
+
+
 def _empty_database(url: str) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
@@ -404,7 +414,8 @@ def test_three_ingests_one_killed_mid_stream_store_every_entry_once(
         deploy_env, processes, redis_client, pg_url, tmp_path):  # type: ignore[no-untyped-def]
     stream = f"test:{uuid.uuid4().hex}:stream"
     env = {**deploy_env, "INGEST_SOURCE": "stream", "ERROR_STREAM": stream,
-           "STREAM_CLAIM_IDLE_MS": "2000", "STREAM_RECLAIM_INTERVAL_MS": "500"}
+           "STREAM_CLAIM_IDLE_MS": "2000", "STREAM_RECLAIM_INTERVAL_MS": "500",
+           "INGEST_DOWN_SECONDS": "3"}
     ingests = _stream_ingests(processes, env, tmp_path, 3)
     follower = LiveFeedFollower(REDIS_URL, env["ERROR_CHANNEL"], 100)
     total = 20_000
@@ -430,6 +441,8 @@ def test_three_ingests_one_killed_mid_stream_store_every_entry_once(
         assert states == {"consumer-1": "down", "consumer-2": "up", "consumer-3": "up"}, states
         page = monitor.monitor_view(follower.status())["listening"]["rows"]
         assert any(text.startswith("DOWN; consumer consumer-1") for _, text in page), page
+        wait_for(lambda: ("ingest_down", "consumer-1") in _firing(pg_url), timeout=15,
+                 message="the monitor's own alert for the dead process")
         wait_for(lambda: follower.status()["conservation"]["holds"], timeout=15,
                  message="the survivors' accounting whole")
     finally:

@@ -199,6 +199,10 @@ def test_entries_trimmed_before_they_were_read_are_counted_as_lost(
         wait_for(lambda: again.counters()["stored"] == 1000, timeout=20)
         wait_for(lambda: again.status()["stream"]["lostTrimmed"] == 4000, timeout=10,
                  message="4,000 trimmed entries reported")
+        wait_for(lambda: [a for a in again.alerts.firing() if a.rule == "stream_lost"],
+                 timeout=5, message="the stream_lost alert")
+        (lost,) = [a for a in again.alerts.firing() if a.rule == "stream_lost"]
+        assert lost.key == stream and "4,000 entries" in lost.summary
     finally:
         again.stop()
     assert _count(engine) == 1000
