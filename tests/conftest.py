@@ -182,3 +182,13 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0,
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {message}")
         time.sleep(interval)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Any]:
+    """A real local webhook receiver (tests/test_webhook.py), closed when the test ends."""
+    from tests.test_webhook import Receiver
+
+    found = Receiver()
+    yield found
+    found.close()

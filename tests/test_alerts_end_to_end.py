@@ -10,14 +10,6 @@ import pytest
 import app as app_module
 from tests.conftest import wait_for
 from tests.factories import payload
-from tests.test_webhook import Receiver
-
-
-@pytest.fixture
-def receiver():  # type: ignore[no-untyped-def]
-    receiver = Receiver()
-    yield receiver
-    receiver.close()
 
 
 def _monitor(make_settings, db_url, receiver):  # type: ignore[no-untyped-def]

@@ -18,17 +18,9 @@ from jobs.service import JobsService
 from queries.schema import error_logs, rejected_messages
 from tests.conftest import jobs_names, wait_for
 from tests.factories import payload
-from tests.test_webhook import Receiver
 
 FAST = {"jobs_check_interval_ms": 100, "no_listener_seconds": 1,
         "job_submitted_timeout_seconds": 2, "run_stall_seconds": 2}
-
-
-@pytest.fixture
-def receiver():  # type: ignore[no-untyped-def]
-    receiver = Receiver()
-    yield receiver
-    receiver.close()
 
 
 @pytest.fixture

@@ -12,14 +12,6 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.real_shapes import cases, minimal_message
-from tests.test_webhook import Receiver
-
-
-@pytest.fixture
-def receiver():  # type: ignore[no-untyped-def]
-    receiver = Receiver()
-    yield receiver
-    receiver.close()
 
 
 @pytest.fixture
