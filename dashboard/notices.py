@@ -66,7 +66,7 @@ def plan_notices(events: Sequence[Any], state: dict[str, Any], now: float) -> No
     sent = [t for t in state.get("sent", []) if now - t < 1.0]
     groups: dict[str, dict[str, Any]] = {k: dict(v) for k, v in state.get("groups", {}).items()}
     # Test traffic is listed (marked) but raises nothing: no toast, no critical dialog.
-    serious = [e for e in events if e.severity in SERIOUS and not getattr(e, "is_test", False)]
+    serious = [e for e in events if e.severity in SERIOUS and not e.is_test]
     candidates: list[Notice] = []
 
     # Groups whose cooldown ended: one summary toast for what was held back.

@@ -197,10 +197,10 @@ job_runs = Table(
     metadata,
     Column("run_id", String(200), primary_key=True),
     Column("state", String(16), nullable=False),  # running | completed | failed
-    Column("started_at", DateTime(timezone=True)),  # its processing_started, when seen
-    Column("first_seen_at", DateTime(timezone=True), nullable=False),
-    Column("last_event_at", DateTime(timezone=True), nullable=False),
-    Column("ended_at", DateTime(timezone=True)),
+    Column("started_at", UtcDateTime()),  # its processing_started, when seen
+    Column("first_seen_at", UtcDateTime(), nullable=False),
+    Column("last_event_at", UtcDateTime(), nullable=False),
+    Column("ended_at", UtcDateTime()),
     Column("duration_seconds", Float),
     Column("failure", Text),
     Column("source", String(COLUMN_LIMITS["source"])),
@@ -220,11 +220,11 @@ import_jobs = Table(
     Column("status", String(16), nullable=False),
     Column("progress", Float),
     Column("message", Text),
-    Column("submitted_at", DateTime(timezone=True)),
-    Column("first_seen_at", DateTime(timezone=True), nullable=False),
-    Column("last_seen_at", DateTime(timezone=True), nullable=False),
-    Column("progress_changed_at", DateTime(timezone=True), nullable=False),
-    Column("ended_at", DateTime(timezone=True)),
+    Column("submitted_at", UtcDateTime()),
+    Column("first_seen_at", UtcDateTime(), nullable=False),
+    Column("last_seen_at", UtcDateTime(), nullable=False),
+    Column("progress_changed_at", UtcDateTime(), nullable=False),
+    Column("ended_at", UtcDateTime()),
     Column("raw", _JSON),
     Index("idx_import_jobs_first_seen_at", "first_seen_at"),
     Index("idx_import_jobs_status", "status"),
@@ -237,7 +237,7 @@ job_error_links = Table(
     Column("kind", String(8), primary_key=True),  # run | job
     Column("ref_id", String(200), primary_key=True),
     Column("error_id", String(COLUMN_LIMITS["error_id"]), primary_key=True),
-    Column("linked_at", DateTime(timezone=True), nullable=False),
+    Column("linked_at", UtcDateTime(), nullable=False),
 )
 
 # PostgreSQL only: the first copy of each stored error_id, with its timestamp so that

@@ -50,6 +50,12 @@ RULES = (
          other_tables=("error_groups",)),
     Rule("alert_silences", "until", archive=False),
     Rule("job_claims", "claimed_at", archive=False),
+    # Runs and import jobs (jobs/): ended ones go like any history; a running run or an open
+    # job stays however old, so a restart still follows it. Their error links go with them.
+    Rule("job_runs", "last_event_at", "t.state <> 'running'", ("state",), archive=False),
+    Rule("import_jobs", "last_seen_at", "t.status IN ('completed', 'failed', 'lost')",
+         ("status",), archive=False),
+    Rule("job_error_links", "linked_at", archive=False),
 )
 
 

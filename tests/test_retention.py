@@ -663,3 +663,28 @@ def test_three_processes_with_a_run_due_run_it_once_that_day(engine, make_settin
     later = [RetentionJob.from_settings(engine, settings, clock=lambda: NOW + timedelta(days=1))
              for _ in range(2)]
     assert sum(job.run_scheduled() is not None for job in later) == 1
+
+
+def test_ended_runs_and_jobs_past_retention_go_but_running_ones_stay(engine):  # type: ignore[no-untyped-def]
+    from queries.schema import import_jobs, job_error_links, job_runs
+
+    old = NOW - timedelta(days=40)
+    with engine.begin() as conn:
+        for run_id, state in (("old-done", "completed"), ("old-running", "running"),
+                              ("new-done", "completed")):
+            seen = old if run_id.startswith("old") else NOW
+            conn.execute(insert(job_runs).values(run_id=run_id, state=state, first_seen_at=seen,
+                                                 last_event_at=seen, phases={}))
+        for job_id, status in (("old-failed", "failed"), ("old-submitted", "submitted")):
+            conn.execute(insert(import_jobs).values(
+                job_id=job_id, status=status, first_seen_at=old, last_seen_at=old,
+                progress_changed_at=old))
+        conn.execute(insert(job_error_links).values(kind="run", ref_id="old-done",
+                                                    error_id="e-1", linked_at=old))
+    report = _retention(engine, Clock(NOW)).run()
+    assert report.ok, report.error
+    with engine.connect() as conn:
+        assert set(conn.execute(select(job_runs.c.run_id)).scalars()) == {"old-running",
+                                                                          "new-done"}
+        assert set(conn.execute(select(import_jobs.c.job_id)).scalars()) == {"old-submitted"}
+        assert conn.execute(select(func.count()).select_from(job_error_links)).scalar_one() == 0
