@@ -40,7 +40,7 @@ class _MonitorLogger(Logger):
     """gunicorn's own log lines (errors, and the access log when asked for) as the monitor
     writes its own: JSON with LOG_FORMAT=json, and secrets masked either way."""
 
-    def setup(self, cfg):  # type: ignore[no-untyped-def]
+    def setup(self, cfg):
         super().setup(cfg)
         from ingest.process_log import JsonFormatter, MaskedFormatter, secret_fragments
 
@@ -64,7 +64,7 @@ def _bound_host(address: str) -> str | None:
     return address.rsplit(":", 1)[0] if address.count(":") == 1 else address
 
 
-def on_starting(arbiter):  # type: ignore[no-untyped-def]
+def on_starting(arbiter):
     from dashboard.security import Access, refusal_reason
 
     try:
@@ -84,7 +84,7 @@ def on_starting(arbiter):  # type: ignore[no-untyped-def]
             sys.exit(2)
 
 
-def post_worker_init(worker):  # type: ignore[no-untyped-def]
+def post_worker_init(worker):
     """Build the web side now rather than on the first request: the follower has the live
     feed's back-fill before a browser asks for it."""
     load = getattr(worker.wsgi, "load", None)

@@ -275,4 +275,4 @@ def load_settings(
     for name in ("store_min_severity", "ingest_source", "log_format"):
         if name in kwargs:
             kwargs[name] = str(kwargs[name]).lower()
-    return Settings(**kwargs)  # type: ignore[arg-type]
+    return Settings(**kwargs)

@@ -462,7 +462,7 @@ def register_callbacks(app: Dash, engine: Engine) -> None:
         State(ids.ALERTS_DIGEST, "data"),
         prevent_initial_call=True,
     )
-    def refresh(_tick, _changed, limit, digest):  # type: ignore[no-untyped-def]
+    def refresh(_tick, _changed, limit, digest):
         view = alerts_view(engine, int(limit or HISTORY_STEP))
         if view.digest() == digest:
             return (no_update,) * 8
@@ -474,14 +474,14 @@ def register_callbacks(app: Dash, engine: Engine) -> None:
         State(ids.ALERTS_HISTORY_LIMIT, "data"),
         prevent_initial_call=True,
     )
-    def more_history(_clicks, limit):  # type: ignore[no-untyped-def]
+    def more_history(_clicks, limit):
         return int(limit or HISTORY_STEP) + HISTORY_STEP
 
     @app.callback(
         Output(ids.SILENCE_UNTIL, "className"),
         Input(ids.SILENCE_DURATION, "value"),
     )
-    def show_until(duration):  # type: ignore[no-untyped-def]
+    def show_until(duration):
         return "mt-1" if duration == "until" else "d-none mt-1"
 
     # datetime-local is the browser's local time: the browser turns it into UTC.
@@ -506,7 +506,7 @@ def register_callbacks(app: Dash, engine: Engine) -> None:
         State(ids.SILENCE_CHANGED, "data"),
         prevent_initial_call=True,
     )
-    def create(_clicks, rule, key, duration, until_utc, reason, changed):  # type: ignore[no-untyped-def]
+    def create(_clicks, rule, key, duration, until_utc, reason, changed):
         silence, text = create_silence(engine, rule, key, duration,
                                        (until_utc or {}).get("from"), reason, creator())
         if silence is None:
@@ -522,7 +522,7 @@ def register_callbacks(app: Dash, engine: Engine) -> None:
         State(ids.SILENCE_CHANGED, "data"),
         prevent_initial_call=True,
     )
-    def end(_clicks, changed):  # type: ignore[no-untyped-def]
+    def end(_clicks, changed):
         clicked = _clicked()
         if not isinstance(clicked, dict):
             return no_update, no_update
@@ -539,7 +539,7 @@ def register_callbacks(app: Dash, engine: Engine) -> None:
         State(ids.ALERTS_FIRING_KEYS, "data"),
         prevent_initial_call=True,
     )
-    def silence_this(_clicks, keys):  # type: ignore[no-untyped-def]
+    def silence_this(_clicks, keys):
         clicked = _clicked()
         alert = (keys or {}).get(clicked.get("index")) if isinstance(clicked, dict) else None
         if alert is None:

@@ -45,7 +45,7 @@ def main() -> int:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+        def log_message(self, *args) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

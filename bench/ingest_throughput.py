@@ -339,8 +339,8 @@ class CpuMeter:
                                              for pid in _backend_pids(db_url))))
         if end["_busy"] is not None and self.start["_busy"] is not None:
             used["machine busy %"] = 100.0 * (end["_busy"] - self.start["_busy"]) / max(
-                1.0, end["_total"] - self.start["_total"])  # type: ignore[operator]
-        used["wall"] = end["_wall"] - self.start["_wall"]  # type: ignore[operator]
+                1.0, end["_total"] - self.start["_total"])
+        used["wall"] = end["_wall"] - self.start["_wall"]
         return used
 
 

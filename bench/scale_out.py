@@ -162,12 +162,12 @@ def main() -> int:
               f"{'µs/msg ingest':>13} {'postgres':>9} {'redis':>6} {'pg share':>8}")
         for n in counts:
             result = run(n, args, databases, messages, expected)
-            seconds = float(result["seconds"])  # type: ignore[arg-type]
+            seconds = float(result["seconds"])
             shares = result["shares"]
-            per = ", ".join(f"{s:,} ({s / seconds:,.0f}/s)" for s in shares)  # type: ignore[union-attr]
-            print(f"{n:>9} {result['rate']:>9,.0f} {float(result['rate']) / reference:>6.1f} "  # type: ignore[arg-type]
+            per = ", ".join(f"{s:,} ({s / seconds:,.0f}/s)" for s in shares)
+            print(f"{n:>9} {result['rate']:>9,.0f} {float(result['rate']) / reference:>6.1f} "
                   f"{per:<40} {result['ingest_us']:>13.1f} {result['postgres_us']:>9.1f} "
-                  f"{result['redis_us']:>6.1f} {float(result['postgres_share']):>8.0%}")  # type: ignore[arg-type]
+                  f"{result['redis_us']:>6.1f} {float(result['postgres_share']):>8.0%}")
             if result["stored"] != result["expected_rows"]:
                 print(f"  stored {result['stored']:,}, expected {result['expected_rows']:,}")
     finally:

@@ -127,7 +127,7 @@ def range_picker_callbacks(app: Dash, range_id: str, custom_id: str, from_id: st
     (the `toUtcRange` client function) into the store `utc_id`."""
 
     @app.callback(Output(custom_id, "className"), Input(range_id, "value"))
-    def show_custom(range_value):  # type: ignore[no-untyped-def]
+    def show_custom(range_value):
         base = "gap-2 align-items-center custom-range"
         return f"d-flex {base}" if range_value == "custom" else f"d-none {base}"
 

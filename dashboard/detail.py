@@ -155,7 +155,7 @@ def open_detail_on_click(app: Dash, engine: Engine, live: Any, grid_id: str) -> 
         Input(grid_id, "cellClicked"),
         prevent_initial_call=True,
     )
-    def open_detail(clicked):  # type: ignore[no-untyped-def]
+    def open_detail(clicked):
         error_id = (clicked or {}).get("rowId")
         if not error_id:
             return no_update, no_update

@@ -101,7 +101,7 @@ def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None 
         Input(ids.URL, "search"),
         prevent_initial_call=True,
     )
-    def close_dialogs(_pathname, _search):  # type: ignore[no-untyped-def]
+    def close_dialogs(_pathname, _search):
         # Only a link inside a dialog can navigate while one is open (their backdrops cover
         # the page): following it is the user's answer to the dialog.
         return False, False
@@ -131,7 +131,7 @@ def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None 
     app.server.register_blueprint(create_jobs_blueprint(engine, run_stall_seconds))
 
     @app.server.get("/healthz")
-    def healthz():  # type: ignore[no-untyped-def]
+    def healthz():
         return {"status": "ok"}
 
     return app

@@ -137,7 +137,7 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView) -> None:
         Input(ids.NAV_INTERVAL, "n_intervals"),
         prevent_initial_call=True,
     )
-    def refresh_health(_tick):  # type: ignore[no-untyped-def]
+    def refresh_health(_tick):
         return health_view(engine, live)
 
     @app.callback(
@@ -149,7 +149,7 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView) -> None:
         State(ids.ALERTS_BADGE, "className"),
         prevent_initial_call=True,
     )
-    def refresh_alerts_badge(_tick, shown, shown_classes):  # type: ignore[no-untyped-def]
+    def refresh_alerts_badge(_tick, shown, shown_classes):
         text, classes, title = alerts_badge(engine)
         if (text, classes) == (shown or "", shown_classes):
             return no_update, no_update, no_update  # an empty answer most seconds

@@ -182,7 +182,7 @@ def register_callbacks(app: Dash, live: LiveView) -> None:
         State(ids.NOTICE_STATE, "data"),
         State(ids.CRITICAL_DIALOG, "is_open"),
     )
-    def notify(_tick, _dismiss, state, dialog_open):  # type: ignore[no-untyped-def]
+    def notify(_tick, _dismiss, state, dialog_open):
         state = dict(state or {})
         # A click and a tick can arrive in one request: look for the click among all.
         if f"{ids.CRITICAL_DISMISS}.n_clicks" in ctx.triggered_prop_ids:

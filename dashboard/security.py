@@ -230,7 +230,7 @@ def install_security(dash_app: dash.Dash, access: Access) -> None:
 
     callback_path = dash_app.config.routes_pathname_prefix + "_dash-update-component"
 
-    def guard():  # type: ignore[no-untyped-def]
+    def guard():
         path = request.path
         if not gate.allows(path, request.headers.get("Authorization")):
             log.info("refused %s %s from %s: %s", request.method, path[:200],
@@ -256,7 +256,7 @@ def install_security(dash_app: dash.Dash, access: Access) -> None:
         return None
 
     @server.errorhandler(DependencyException)
-    def unknown_bundle(_exc: DependencyException):  # type: ignore[no-untyped-def]
+    def unknown_bundle(_exc: DependencyException):
         # Dash raises this for a component-suite path it does not serve: a 404, not a 500.
         return Response("Not found.\n", 404, mimetype="text/plain")
 

@@ -74,7 +74,7 @@ def _mask_line(text: str, symbol: str | None) -> str:
                 if part in text:
                     text = pattern.sub(placeholder, text)
                     break
-        elif needs.search(text):  # type: ignore[union-attr]
+        elif needs.search(text):
             text = pattern.sub(placeholder, text)
     return text[:500]
 

@@ -85,9 +85,9 @@ class GroupsHook:
                 agg = groups[fp] = _Aggregate(event, first_seen=event.timestamp,
                                               last_seen=event.timestamp)
             agg.count += 1
-            if event.timestamp < agg.first_seen:  # type: ignore[operator]
+            if event.timestamp < agg.first_seen:
                 agg.first_seen = event.timestamp
-            if event.timestamp > agg.last_seen:  # type: ignore[operator]
+            if event.timestamp > agg.last_seen:
                 agg.last_seen = event.timestamp
             if SEVERITY_RANK[event.severity] > SEVERITY_RANK[agg.worst]:
                 agg.worst = event.severity
@@ -143,8 +143,8 @@ class GroupsHook:
                            old["event_count"] + agg.count, now)
         worst = agg.worst if SEVERITY_RANK[agg.worst] > SEVERITY_RANK[old["worst"]] \
             else old["worst"]
-        first_seen = min(old["first_seen"], agg.first_seen)  # type: ignore[type-var]
-        last_seen = max(old["last_seen"], agg.last_seen)  # type: ignore[type-var]
+        first_seen = min(old["first_seen"], agg.first_seen)
+        last_seen = max(old["last_seen"], agg.last_seen)
         changed = state != old["state"]
         updates.append((
             db_time(first_seen, dialect), db_time(last_seen, dialect), agg.count, worst, state,

@@ -516,7 +516,7 @@ def register_callbacks(app: Dash, engine: Engine) -> None:
         State(ids.GROUPS_DIGEST, "data"),
         prevent_initial_call=True,
     )
-    def groups_list(_tick, state, window, text, sort, _clicks, selected, ignore_n,  # type: ignore[no-untyped-def]
+    def groups_list(_tick, state, window, text, sort, _clicks, selected, ignore_n,
                     last_digest):
         action = _clicked_action(ids.GROUPS_ACTION)
         notice: tuple[Any, Any, Any] = (no_update, no_update, no_update)
@@ -543,7 +543,7 @@ def register_callbacks(app: Dash, engine: Engine) -> None:
         Input(ids.GROUPS_GRID, "cellClicked"),
         prevent_initial_call=True,
     )
-    def open_group(clicked):  # type: ignore[no-untyped-def]
+    def open_group(clicked):
         return title_click_href(clicked) or no_update
 
     @app.callback(
@@ -556,7 +556,7 @@ def register_callbacks(app: Dash, engine: Engine) -> None:
         State(ids.GROUP_IGNORE_N, "value"),
         prevent_initial_call=True,
     )
-    def triage_group(_clicks, fingerprint, ignore_n):  # type: ignore[no-untyped-def]
+    def triage_group(_clicks, fingerprint, ignore_n):
         action = _clicked_action(ids.GROUP_ACTION)
         if action is None or not fingerprint:
             return no_update, no_update, no_update, no_update
@@ -573,6 +573,6 @@ def register_callbacks(app: Dash, engine: Engine) -> None:
         Input(ids.GROUP_SERIES, "data"),
         Input(ids.THEME_STORE, "data"),
     )
-    def draw_chart(series, theme):  # type: ignore[no-untyped-def]
+    def draw_chart(series, theme):
         return hourly_figure(series, theme == "dark")
 

@@ -172,7 +172,7 @@ class Pipeline(threading.Thread):
             if received != last_received:
                 received_at = datetime.fromtimestamp(received, UTC)
                 last_received = received
-            result = normalise_one(payload, received_at, limits)  # type: ignore[arg-type]
+            result = normalise_one(payload, received_at, limits)
             if isinstance(result, Rejection):
                 rejected.append(result)
                 if error_log is not None:

@@ -272,7 +272,7 @@ class StreamSubscriber(threading.Thread):
             self.lost_trimmed = max(self.lost_trimmed, min(lost, self._lost_seen))
         self._lost_seen = lost
 
-    def _take(self, entries: list, client: redis.Redis | None = None) -> None:  # type: ignore[type-arg]
+    def _take(self, entries: list, client: redis.Redis | None = None) -> None:
         gone: list[bytes] = []
         for entry_id, fields in entries:
             if not fields:

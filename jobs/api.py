@@ -23,15 +23,15 @@ def create_jobs_blueprint(engine: Engine, run_stall_seconds: float = 600,
     stall = timedelta(seconds=run_stall_seconds)
 
     @api.get("/jobs")
-    def jobs():  # type: ignore[no-untyped-def]
+    def jobs():
         return jsonify(list_jobs(engine, int_param("limit", 50, 1, 500)))
 
     @api.get("/runs")
-    def runs():  # type: ignore[no-untyped-def]
+    def runs():
         return jsonify(list_runs(engine, int_param("limit", 50, 1, 500), now(), stall))
 
     @api.get("/runs/<run_id>")
-    def run(run_id: str):  # type: ignore[no-untyped-def]
+    def run(run_id: str):
         found = get_run(engine, run_id[:200], now(), stall)
         if found is None:
             abort(404, f"no run with id {run_id[:200]!r}")

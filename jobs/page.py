@@ -140,5 +140,5 @@ def layout(engine: Engine, stall: timedelta) -> Any:
 def register_callbacks(app: Dash, engine: Engine, stall: timedelta) -> None:
     @app.callback(Output(JOBS_BODY, "children"), Input(JOBS_INTERVAL, "n_intervals"),
                   prevent_initial_call=True)
-    def refresh(_tick):  # type: ignore[no-untyped-def]
+    def refresh(_tick):
         return body(engine, stall)

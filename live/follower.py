@@ -32,7 +32,7 @@ from queries.records import iso_utc, parse_iso_utc
 log = logging.getLogger(__name__)
 
 
-class _Zeros(dict):  # type: ignore[type-arg]
+class _Zeros(dict):
     """Counters while no ingest reports: every name reads 0 (the metrics need them all)."""
 
     def __missing__(self, key: str) -> int:
@@ -76,7 +76,7 @@ class LiveFeedFollower(threading.Thread):
         self.backfills = 0
         self.last_error: str | None = None
 
-    def start(self, wait: float = 2.0) -> None:  # type: ignore[override]
+    def start(self, wait: float = 2.0) -> None:
         """Start following (once; later calls do nothing), waiting up to `wait` seconds for
         the back-fill so a first page is not empty."""
         with self._start_lock:

@@ -62,7 +62,7 @@ class LiveFeedPublisher(threading.Thread):
     def publish(self, entries: Sequence[Entry]) -> None:
         """A pipeline listener: queue the chunk's new entries for the publishing thread."""
         with self._lock:
-            room = self._pending.maxlen - len(self._pending)  # type: ignore[operator]
+            room = self._pending.maxlen - len(self._pending)
             if len(entries) > room:
                 self.dropped += len(entries) - room
             self._pending.extend(entry.event for entry in entries)

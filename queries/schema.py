@@ -316,7 +316,7 @@ def postgres_error_logs_ddl() -> list[str]:
     return statements
 
 
-def error_logs_layout(conn) -> str:  # type: ignore[no-untyped-def]
+def error_logs_layout(conn) -> str:
     """`partitioned`, `plain` (an older unpartitioned table) or `missing`, on PostgreSQL.
 
     `conn` is a DBAPI connection or cursor-maker (psycopg2) or an SQLAlchemy Connection.
@@ -363,7 +363,7 @@ _UPGRADES_SQLITE = {
 _UPGRADE_LOCK = 715_015
 
 
-def _existing_columns(conn) -> set[str]:  # type: ignore[no-untyped-def]
+def _existing_columns(conn) -> set[str]:
     if conn.dialect.name == "postgresql":
         rows = conn.exec_driver_sql(
             "SELECT column_name FROM information_schema.columns "
@@ -372,7 +372,7 @@ def _existing_columns(conn) -> set[str]:  # type: ignore[no-untyped-def]
     return {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(error_logs)").all()}
 
 
-def upgrade_error_logs(conn) -> list[str]:  # type: ignore[no-untyped-def]
+def upgrade_error_logs(conn) -> list[str]:
     """Add the columns an older error_logs lacks (in the caller's transaction); the names.
 
     Idempotent: a table that has them is not touched (no lock taken beyond a catalogue read).

@@ -158,7 +158,7 @@ class ErrorStore:
         self._staging_ready = False
 
     # -- connection ---------------------------------------------------------------------
-    def _connection(self):  # type: ignore[no-untyped-def]
+    def _connection(self):
         if self._conn is None:
             try:
                 self._conn = self.engine.raw_connection()
@@ -294,7 +294,7 @@ class ErrorStore:
             self._abandon(conn)
             raise
 
-    def _abandon(self, conn) -> None:  # type: ignore[no-untyped-def]
+    def _abandon(self, conn) -> None:
         """Roll the open transaction back (a dead connection is dropped instead)."""
         # A staging table made in this transaction is gone with its rollback.
         self._staging_ready = False
@@ -303,7 +303,7 @@ class ErrorStore:
         except Exception:  # noqa: BLE001 - a dead connection cannot roll back
             self._drop_connection()
 
-    def _run_hooks(self, conn, new: list[ErrorEvent]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    def _run_hooks(self, conn, new: list[ErrorEvent]) -> dict[str, Any]:
         """Run the hooks in a savepoint: a failing hook must never cost the rows themselves."""
         results: dict[str, Any] = {}
         cur = conn.cursor()
@@ -321,7 +321,7 @@ class ErrorStore:
         cur.close()
         return results
 
-    def _stage(self, conn, events: Sequence[ErrorEvent]) -> None:  # type: ignore[no-untyped-def]
+    def _stage(self, conn, events: Sequence[ErrorEvent]) -> None:
         # Only the first copy of each id goes in: it is the stored one, the rest are duplicates.
         events = list({e.error_id: e for e in reversed(events)}.values())[::-1]
         cur = conn.cursor()
@@ -340,14 +340,14 @@ class ErrorStore:
                         io.StringIO(text), size=max(8192, len(text)))
         cur.close()
 
-    def _insert_staged(self, conn) -> set[str]:  # type: ignore[no-untyped-def]
+    def _insert_staged(self, conn) -> set[str]:
         cur = conn.cursor()
         cur.execute(_PG_INSERT)
         inserted = {row[0] for row in cur.fetchall()}
         cur.close()
         return inserted
 
-    def _insert_sqlite(self, conn, events: Sequence[ErrorEvent]) -> set[str]:  # type: ignore[no-untyped-def]
+    def _insert_sqlite(self, conn, events: Sequence[ErrorEvent]) -> set[str]:
         cur = conn.cursor()
         # One writer thread per SQLite file: what is not there before the insert is new.
         ids = list({e.error_id for e in events})

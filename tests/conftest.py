@@ -28,7 +28,7 @@ PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def pytest_setup_options():  # type: ignore[no-untyped-def]
+def pytest_setup_options():
     """Chromium flags for dash[testing]'s browser fixtures on a closed, headless machine."""
     from selenium.webdriver.chrome.options import Options
 
@@ -134,7 +134,7 @@ def make_settings(tmp_path: Path, channel: str) -> Callable[..., Settings]:
             spool_dir=str(tmp_path / "spool"),
             redis_health_check_interval=2,
         )
-        return replace(base, **overrides)  # type: ignore[arg-type]
+        return replace(base, **overrides)
 
     return build
 

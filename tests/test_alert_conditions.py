@@ -22,7 +22,7 @@ class Clock:
         return self.now
 
 
-def _engine(clock: Clock, notices: list, repeat_minutes: int = 60) -> AlertEngine:  # type: ignore[type-arg]
+def _engine(clock: Clock, notices: list, repeat_minutes: int = 60) -> AlertEngine:
     return AlertEngine(AlertRules(repeat=timedelta(minutes=repeat_minutes)), clock=clock,
                        on_notice=notices.append)
 

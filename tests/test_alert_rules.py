@@ -29,7 +29,7 @@ class Timeline:
         self.engine.tick()
         return self
 
-    def send(self, n: int = 1, **fields) -> Timeline:  # type: ignore[no-untyped-def]
+    def send(self, n: int = 1, **fields) -> Timeline:
         events = []
         for _ in range(n):
             e = event(**fields)
@@ -42,7 +42,7 @@ class Timeline:
                 if rule is None or n.alert["rule"] == rule]
 
 
-def test_critical_error_fires_on_the_first_critical_once_per_group():  # type: ignore[no-untyped-def]
+def test_critical_error_fires_on_the_first_critical_once_per_group():
     t = Timeline()
     t.send(severity="error", category="network")
     assert t.kinds("critical_error") == []
@@ -53,7 +53,7 @@ def test_critical_error_fires_on_the_first_critical_once_per_group():  # type: i
     assert len(t.kinds("critical_error")) == 2  # another group, another alert
 
 
-def test_error_rate_fires_at_11_in_a_minute_not_at_10():  # type: ignore[no-untyped-def]
+def test_error_rate_fires_at_11_in_a_minute_not_at_10():
     t = Timeline()
     for i in range(10):
         t.at(i * 5).send(severity="error", category=("network", "pattern")[i % 2],
@@ -63,7 +63,7 @@ def test_error_rate_fires_at_11_in_a_minute_not_at_10():  # type: ignore[no-unty
     assert t.kinds("error_rate") == [("firing", "error_rate", "all")]
 
 
-def test_error_rate_counts_a_sliding_minute():  # type: ignore[no-untyped-def]
+def test_error_rate_counts_a_sliding_minute():
     t = Timeline()
     for i in range(10):
         t.at(i).send(severity="error", category="network")
@@ -71,7 +71,7 @@ def test_error_rate_counts_a_sliding_minute():  # type: ignore[no-untyped-def]
     assert t.kinds("error_rate") == []
 
 
-def test_category_burst_fires_at_6_within_5_minutes_once_per_category():  # type: ignore[no-untyped-def]
+def test_category_burst_fires_at_6_within_5_minutes_once_per_category():
     t = Timeline(AlertRules(error_rate_threshold=1000))
     for i in range(5):
         t.at(i * 50).send(severity="error", category="indicator")
@@ -81,7 +81,7 @@ def test_category_burst_fires_at_6_within_5_minutes_once_per_category():  # type
     assert t.kinds("category_burst") == [("firing", "category_burst", "indicator")]
 
 
-def test_symbol_pattern_failures_fire_at_4_for_one_symbol_within_15_minutes():  # type: ignore[no-untyped-def]
+def test_symbol_pattern_failures_fire_at_4_for_one_symbol_within_15_minutes():
     t = Timeline(AlertRules(error_rate_threshold=1000, category_burst_threshold=1000))
     for i in range(3):
         t.at(i * 200).send(severity="error", category="pattern", symbol="AAPL")
@@ -92,7 +92,7 @@ def test_symbol_pattern_failures_fire_at_4_for_one_symbol_within_15_minutes():  
     assert t.kinds("symbol_pattern_failures") == [("firing", "symbol_pattern_failures", "AAPL")]
 
 
-def test_an_alert_resolves_once_after_its_condition_was_false_for_its_window():  # type: ignore[no-untyped-def]
+def test_an_alert_resolves_once_after_its_condition_was_false_for_its_window():
     t = Timeline()
     t.at(0).send(severity="critical", category="network")
     t.at(299)  # the critical is still inside its 5-minute window
@@ -105,14 +105,14 @@ def test_an_alert_resolves_once_after_its_condition_was_false_for_its_window(): 
     assert t.engine.firing() == []
 
 
-def test_a_reminder_after_the_repeat_interval_while_firing():  # type: ignore[no-untyped-def]
+def test_a_reminder_after_the_repeat_interval_while_firing():
     t = Timeline(AlertRules(repeat=timedelta(minutes=60)))
     for minute in range(0, 130, 2):
         t.at(minute * 60).send(severity="critical", category="network")
     assert [k for k, *_ in t.kinds("critical_error")] == ["firing", "reminder", "reminder"]
 
 
-def test_a_silence_holds_notifications_but_keeps_the_record():  # type: ignore[no-untyped-def]
+def test_a_silence_holds_notifications_but_keeps_the_record():
     t = Timeline()
     t.engine.set_silences([Silence("s1", "critical_error", None, T0 + timedelta(minutes=10))])
     t.at(0).send(severity="critical", category="network")
@@ -124,7 +124,7 @@ def test_a_silence_holds_notifications_but_keeps_the_record():  # type: ignore[n
     assert [k for k, *_ in t.kinds("critical_error")] == ["firing"]
 
 
-def test_a_silence_for_one_key_leaves_other_keys_alone():  # type: ignore[no-untyped-def]
+def test_a_silence_for_one_key_leaves_other_keys_alone():
     t = Timeline(AlertRules(error_rate_threshold=1000))
     t.engine.set_silences([Silence("s2", "category_burst", "network", T0 + timedelta(hours=1))])
     t.send(6, severity="error", category="network")
@@ -132,7 +132,7 @@ def test_a_silence_for_one_key_leaves_other_keys_alone():  # type: ignore[no-unt
     assert t.kinds("category_burst") == [("firing", "category_burst", "redis")]
 
 
-def test_a_firing_database_error_inhibits_the_bursts_it_causes():  # type: ignore[no-untyped-def]
+def test_a_firing_database_error_inhibits_the_bursts_it_causes():
     t = Timeline(AlertRules(error_rate_threshold=1000))
     t.at(0).send(severity="error", category="database", error_message="connection lost")
     t.send(6, severity="error", category="pattern", symbol="AAPL")
@@ -142,7 +142,7 @@ def test_a_firing_database_error_inhibits_the_bursts_it_causes():  # type: ignor
     assert held["symbol_pattern_failures"] == "inhibited"
 
 
-def test_ignored_groups_do_not_count():  # type: ignore[no-untyped-def]
+def test_ignored_groups_do_not_count():
     t = Timeline()
     e = event(severity="critical")
     t.engine.set_ignored([fingerprint(e)])
@@ -150,7 +150,7 @@ def test_ignored_groups_do_not_count():  # type: ignore[no-untyped-def]
     assert t.kinds() == []
 
 
-def test_a_regression_of_a_firing_critical_group_notifies_again():  # type: ignore[no-untyped-def]
+def test_a_regression_of_a_firing_critical_group_notifies_again():
     t = Timeline()
     t.send(severity="critical", category="network")
     (alert,) = [a for a in t.engine.firing() if a.rule == "critical_error"]
@@ -158,7 +158,7 @@ def test_a_regression_of_a_firing_critical_group_notifies_again():  # type: igno
     assert [k for k, *_ in t.kinds("critical_error")] == ["firing", "regressed"]
 
 
-def test_alerts_loaded_after_a_restart_are_not_sent_again():  # type: ignore[no-untyped-def]
+def test_alerts_loaded_after_a_restart_are_not_sent_again():
     first = Timeline()
     first.send(severity="critical", category="network")
     carried = first.engine.firing()
@@ -172,7 +172,7 @@ def test_alerts_loaded_after_a_restart_are_not_sent_again():  # type: ignore[no-
 
 
 @pytest.mark.parametrize("kind", ["firing", "reminder", "regressed", "resolved"])
-def test_notice_text_says_what_happened(kind):  # type: ignore[no-untyped-def]
+def test_notice_text_says_what_happened(kind):
     t = Timeline()
     t.send(severity="critical", category="network", error_message="feed down")
     text = Notice(kind, t.notices[0].alert).text()

@@ -12,7 +12,7 @@ from tests.conftest import wait_for
 from tests.factories import payload
 
 
-def _monitor(make_settings, db_url, receiver):  # type: ignore[no-untyped-def]
+def _monitor(make_settings, db_url, receiver):
     monitor = app_module.build(make_settings(database_url=db_url,
                                              alert_webhook_url=receiver.url))
     monitor.start()
@@ -21,7 +21,7 @@ def _monitor(make_settings, db_url, receiver):  # type: ignore[no-untyped-def]
 
 
 def test_a_critical_reaches_the_webhook_and_the_alerts_api_once(
-        make_settings, db_url, receiver, redis_client, channel):  # type: ignore[no-untyped-def]
+        make_settings, db_url, receiver, redis_client, channel):
     monitor = _monitor(make_settings, db_url, receiver)
     client = monitor.dash_app.server.test_client()
     try:
@@ -54,7 +54,7 @@ def test_a_critical_reaches_the_webhook_and_the_alerts_api_once(
 
 
 def test_a_silence_holds_the_notification_but_the_alert_is_recorded(
-        make_settings, db_url, receiver, redis_client, channel):  # type: ignore[no-untyped-def]
+        make_settings, db_url, receiver, redis_client, channel):
     monitor = _monitor(make_settings, db_url, receiver)
     client = monitor.dash_app.server.test_client()
     try:
@@ -88,14 +88,14 @@ def test_a_silence_holds_the_notification_but_the_alert_is_recorded(
     ({"rule": "error_rate", "minutes": 5, "key": ""}, "key must be a non-empty string"),
     ([1, 2], "must be a JSON object"),
 ])
-def test_bad_silences_get_400(make_settings, db_url, body, fragment):  # type: ignore[no-untyped-def]
+def test_bad_silences_get_400(make_settings, db_url, body, fragment):
     monitor = app_module.build(make_settings(database_url=db_url))
     answer = monitor.dash_app.server.test_client().post("/api/alerts/silences", json=body)
     assert answer.status_code == 400 and fragment in answer.get_json()["error"]
     monitor.engine.dispose()
 
 
-def test_alert_lists_reject_bad_states(make_settings, db_url):  # type: ignore[no-untyped-def]
+def test_alert_lists_reject_bad_states(make_settings, db_url):
     monitor = app_module.build(make_settings(database_url=db_url))
     client = monitor.dash_app.server.test_client()
     assert client.get("/api/alerts?state=open").status_code == 400

@@ -66,7 +66,7 @@ def _texts(component: Any) -> str:
 
 
 # -- what the page shows ------------------------------------------------------------------
-def test_alerts_from_the_engine_show_as_firing_with_their_latest_error(engine) -> None:  # type: ignore[no-untyped-def]
+def test_alerts_from_the_engine_show_as_firing_with_their_latest_error(engine) -> None:
     saved: list[Any] = []
     rules = AlertEngine(AlertRules(), clock=lambda: NOW, on_change=saved.append)
     rules.observe([event(error_id="e/1", severity="critical", fingerprint="fpA",
@@ -83,7 +83,7 @@ def test_alerts_from_the_engine_show_as_firing_with_their_latest_error(engine) -
     assert view.history == [] and view.history_total == 0
 
 
-def test_held_back_notifications_say_by_which_silence_or_inhibition(engine) -> None:  # type: ignore[no-untyped-def]
+def test_held_back_notifications_say_by_which_silence_or_inhibition(engine) -> None:
     silence = add_silence(engine, "critical_error", None, NOW + timedelta(hours=1),
                           "deploying", "ops", now=NOW)
     save_alerts(engine, [
@@ -101,7 +101,7 @@ def test_held_back_notifications_say_by_which_silence_or_inhibition(engine) -> N
     assert held["quiet"] == {"kind": "pending", "text": "not sent yet"}
 
 
-def test_history_is_newest_first_and_says_how_many_of_how_many(engine) -> None:  # type: ignore[no-untyped-def]
+def test_history_is_newest_first_and_says_how_many_of_how_many(engine) -> None:
     save_alerts(engine, [_alert(key=f"k{i}", state="resolved",
                                 started=NOW - timedelta(hours=i + 1)) for i in range(30)]
                 + [_alert(key="now")])
@@ -117,14 +117,14 @@ def test_history_is_newest_first_and_says_how_many_of_how_many(engine) -> None: 
     assert len(everything.history) == 30 and "d-none" in page.rendered(everything)[5]
 
 
-def test_an_empty_page_says_so_in_words(engine) -> None:  # type: ignore[no-untyped-def]
+def test_an_empty_page_says_so_in_words(engine) -> None:
     shown = _texts(page.layout(engine, {}))
     for words in ("No alerts firing", "No active silences", "No resolved alerts yet",
                   "Created as dashboard"):
         assert words in shown
 
 
-def test_an_unchanged_page_has_the_same_digest(engine) -> None:  # type: ignore[no-untyped-def]
+def test_an_unchanged_page_has_the_same_digest(engine) -> None:
     save_alerts(engine, [_alert(started=NOW - timedelta(hours=3))])
     first = page.alerts_view(engine, now=NOW)
     assert first.digest() == page.alerts_view(engine, now=NOW + timedelta(seconds=20)).digest()
@@ -132,7 +132,7 @@ def test_an_unchanged_page_has_the_same_digest(engine) -> None:  # type: ignore[
     assert first.digest() != page.alerts_view(engine, now=NOW).digest()
 
 
-def test_producer_text_is_rendered_as_text(engine) -> None:  # type: ignore[no-untyped-def]
+def test_producer_text_is_rendered_as_text(engine) -> None:
     nasty = '<img src=x onerror="alert(1)"><b>bold</b>'
     save_alerts(engine, [_alert(key=nasty, summary=nasty)])
     view = page.alerts_view(engine, now=NOW)
@@ -141,7 +141,7 @@ def test_producer_text_is_rendered_as_text(engine) -> None:  # type: ignore[no-u
     assert "dangerously_allow_html" not in str(table)  # plain children, never markup
 
 
-def test_a_missing_alerts_table_is_a_message_not_a_crash(engine) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_alerts_table_is_a_message_not_a_crash(engine) -> None:
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE alerts"))
     view = page.alerts_view(engine, now=NOW)
@@ -150,7 +150,7 @@ def test_a_missing_alerts_table_is_a_message_not_a_crash(engine) -> None:  # typ
 
 
 # -- silences -----------------------------------------------------------------------------
-def test_a_silence_made_in_the_form_is_stored_and_listed(engine) -> None:  # type: ignore[no-untyped-def]
+def test_a_silence_made_in_the_form_is_stored_and_listed(engine) -> None:
     silence, said = page.create_silence(engine, "symbol_pattern_failures", "  AAPL ", "60",
                                         None, " earnings ", "dashboard", now=NOW)
     assert silence is not None
@@ -177,13 +177,13 @@ def test_a_silence_made_in_the_form_is_stored_and_listed(engine) -> None:  # typ
     ("error_rate", "x" * 301, "60", None, "Key must be a non-empty string"),
     ("error_rate", None, "forever", None, "Choose how long the silence lasts"),
 ])
-def test_a_bad_silence_gets_the_apis_words(engine, rule, key, duration, until, fragment) -> None:  # type: ignore[no-untyped-def]
+def test_a_bad_silence_gets_the_apis_words(engine, rule, key, duration, until, fragment) -> None:
     silence, said = page.create_silence(engine, rule, key, duration, until, "", "ops", now=NOW)
     assert silence is None and said.startswith("Not created: ") and fragment in said
     assert list_silences(engine, NOW) == []
 
 
-def test_ending_a_silence_removes_it_once(engine) -> None:  # type: ignore[no-untyped-def]
+def test_ending_a_silence_removes_it_once(engine) -> None:
     silence = add_silence(engine, "error_rate", None, NOW + timedelta(hours=1), "", "ops",
                           now=NOW)
     assert page.end_silence(engine, silence["id"]) == (
@@ -192,7 +192,7 @@ def test_ending_a_silence_removes_it_once(engine) -> None:  # type: ignore[no-un
     assert page.alerts_view(engine, now=NOW).silences == []
 
 
-def test_the_create_callback_records_the_admin_as_creator(make_settings, db_url) -> None:  # type: ignore[no-untyped-def]
+def test_the_create_callback_records_the_admin_as_creator(make_settings, db_url) -> None:
     monitor = app_module.build(make_settings(database_url=db_url, admin_username="alice",
                                              admin_password="s3cret"))
     client = monitor.dash_app.server.test_client()
@@ -212,7 +212,7 @@ def test_the_create_callback_records_the_admin_as_creator(make_settings, db_url)
         monitor.engine.dispose()
 
 
-def test_the_page_renders_through_the_router(make_settings, db_url) -> None:  # type: ignore[no-untyped-def]
+def test_the_page_renders_through_the_router(make_settings, db_url) -> None:
     monitor = app_module.build(make_settings(database_url=db_url))
     save_alerts(monitor.engine, [_alert(key="routed")])
     client = monitor.dash_app.server.test_client()
@@ -229,14 +229,14 @@ def test_the_page_renders_through_the_router(make_settings, db_url) -> None:  # 
 
 
 # -- the navbar badge ---------------------------------------------------------------------
-def test_the_badge_counts_firing_alerts_and_hides_at_zero(engine) -> None:  # type: ignore[no-untyped-def]
+def test_the_badge_counts_firing_alerts_and_hides_at_zero(engine) -> None:
     assert navbar.alerts_badge(engine)[0] == ""
     assert "d-none" in navbar.alerts_badge(engine)[1]
     save_alerts(engine, [_alert(key="a"), _alert(key="b"), _alert(key="c", state="resolved")])
     assert navbar.alerts_badge(engine) == ("2", navbar.ALERTS_BADGE_CLASSES, "2 alerts firing")
 
 
-def test_the_badge_hides_when_the_table_or_the_database_is_missing(engine) -> None:  # type: ignore[no-untyped-def]
+def test_the_badge_hides_when_the_table_or_the_database_is_missing(engine) -> None:
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE alerts"))
     assert "d-none" in navbar.alerts_badge(engine)[1]
@@ -248,7 +248,7 @@ def test_the_badge_hides_when_the_table_or_the_database_is_missing(engine) -> No
 
 
 # -- in the browser -----------------------------------------------------------------------
-def _click(dash_duo, selector: str) -> None:  # type: ignore[no-untyped-def]
+def _click(dash_duo, selector: str) -> None:
     """Click, again if a refresh redrew the element between finding and clicking it."""
     def attempt() -> bool:
         try:
@@ -261,13 +261,13 @@ def _click(dash_duo, selector: str) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def monitor(start_monitor, pg_url, pg_engine):  # type: ignore[no-untyped-def]
+def monitor(start_monitor, pg_url, pg_engine):
     # pg_engine gives this test empty tables on the run's PostgreSQL database.
     return start_monitor(database_url=pg_url)
 
 
 @pytest.mark.browser
-def test_al001_silence_a_firing_alert_from_the_page(dash_duo, monitor, redis_client,  # type: ignore[no-untyped-def]
+def test_al001_silence_a_firing_alert_from_the_page(dash_duo, monitor, redis_client,
                                                     channel) -> None:
     dash_duo.start_server(monitor.dash_app)
     dash_duo.driver.get(f"{dash_duo.server_url}/alerts")

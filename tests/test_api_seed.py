@@ -12,22 +12,22 @@ from tests.factories import event
 
 
 @pytest.fixture
-def monitor(start_monitor, db_url):  # type: ignore[no-untyped-def]
+def monitor(start_monitor, db_url):
     return start_monitor(database_url=db_url)
 
 
 @pytest.fixture
-def client(monitor):  # type: ignore[no-untyped-def]
+def client(monitor):
     return monitor.dash_app.server.test_client()
 
 
-def _store(monitor, *events) -> None:  # type: ignore[no-untyped-def]
+def _store(monitor, *events) -> None:
     store = ErrorStore(monitor.engine)
     store.write_batch(list(events))
     store.close()
 
 
-def test_recent_lists_newest_first_in_the_contract_shape(monitor, client):  # type: ignore[no-untyped-def]
+def test_recent_lists_newest_first_in_the_contract_shape(monitor, client):
     now = datetime.now(UTC)
     _store(monitor, *(event(error_id=f"r{i}", timestamp=now - timedelta(minutes=i))
                       for i in range(5)))
@@ -46,13 +46,13 @@ def test_recent_lists_newest_first_in_the_contract_shape(monitor, client):  # ty
     ("limit=abc", "limit must be a whole number"),
     ("limit=1.5", "limit must be a whole number"),
 ])
-def test_recent_rejects_bad_limits(client, query, fragment):  # type: ignore[no-untyped-def]
+def test_recent_rejects_bad_limits(client, query, fragment):
     answer = client.get(f"/api/errors/recent?{query}")
     assert answer.status_code == 400
     assert fragment in answer.get_json()["error"]
 
 
-def test_statistics_counts_by_severity_and_category_in_the_window(monitor, client):  # type: ignore[no-untyped-def]
+def test_statistics_counts_by_severity_and_category_in_the_window(monitor, client):
     now = datetime.now(UTC)
     _store(monitor,
            event(severity="critical", category="database", timestamp=now),
@@ -68,13 +68,13 @@ def test_statistics_counts_by_severity_and_category_in_the_window(monitor, clien
 
 
 @pytest.mark.parametrize("query", ["hours=0", "hours=-3", "hours=x", "hours=99999"])
-def test_statistics_rejects_bad_hours(client, query):  # type: ignore[no-untyped-def]
+def test_statistics_rejects_bad_hours(client, query):
     answer = client.get(f"/api/errors/statistics?{query}")
     assert answer.status_code == 400
     assert "hours" in answer.get_json()["error"]
 
 
-def test_health_follows_the_rule_over_the_last_five_minutes(monitor, client):  # type: ignore[no-untyped-def]
+def test_health_follows_the_rule_over_the_last_five_minutes(monitor, client):
     now = datetime.now(UTC)
     body = client.get("/api/errors/health").get_json()
     assert (body["status"], body["health"]) == ("operational", "green")
@@ -90,7 +90,7 @@ def test_health_follows_the_rule_over_the_last_five_minutes(monitor, client):  #
     assert set(body) >= {"status", "health", "criticalErrors", "errors", "checkTime"}
 
 
-def test_health_is_unknown_while_not_subscribed(make_settings, db_url):  # type: ignore[no-untyped-def]
+def test_health_is_unknown_while_not_subscribed(make_settings, db_url):
     # Built but not started: the monitor is blind, so it must not look green.
     monitor = app_module.build(make_settings(database_url=db_url))
     body = monitor.dash_app.server.test_client().get("/api/errors/health").get_json()
@@ -99,7 +99,7 @@ def test_health_is_unknown_while_not_subscribed(make_settings, db_url):  # type:
     monitor.engine.dispose()
 
 
-def test_one_error_in_full_and_404_when_unknown(monitor, client):  # type: ignore[no-untyped-def]
+def test_one_error_in_full_and_404_when_unknown(monitor, client):
     _store(monitor, event(error_id="with/slash:and spaces", error_traceback="Traceback ...",
                           context={"symbol": "AAPL", "metadata": {"attempt": 2}}))
     answer = client.get("/api/errors/with/slash:and%20spaces")
@@ -113,13 +113,13 @@ def test_one_error_in_full_and_404_when_unknown(monitor, client):  # type: ignor
     assert "no-such-error" in missing.get_json()["error"]
 
 
-def test_unknown_api_paths_answer_json_not_html(client):  # type: ignore[no-untyped-def]
+def test_unknown_api_paths_answer_json_not_html(client):
     answer = client.get("/api/nothing/here")
     assert answer.status_code == 404
     assert answer.is_json and "error" in answer.get_json()
     assert client.post("/api/errors/recent").status_code == 405
 
 
-def test_the_page_and_liveness_are_served(client):  # type: ignore[no-untyped-def]
+def test_the_page_and_liveness_are_served(client):
     assert client.get("/").status_code == 200
     assert client.get("/healthz").get_json() == {"status": "ok"}

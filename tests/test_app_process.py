@@ -26,13 +26,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _get(url: str):  # type: ignore[no-untyped-def]
+def _get(url: str):
     with urllib.request.urlopen(url, timeout=5) as answer:
         return json.loads(answer.read())
 
 
 @pytest.fixture
-def app_env(tmp_path, channel, db_url):  # type: ignore[no-untyped-def]
+def app_env(tmp_path, channel, db_url):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
     env.update({
         "REDIS_URL": REDIS_URL, "ERROR_CHANNEL": channel, "DATABASE_URL": db_url,
@@ -41,7 +41,7 @@ def app_env(tmp_path, channel, db_url):  # type: ignore[no-untyped-def]
     return env
 
 
-def _start(env, tmp_path):  # type: ignore[no-untyped-def]
+def _start(env, tmp_path):
     log = open(tmp_path / "app.log", "w+")  # closed by the caller
     process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=tmp_path, env=env,
                                stdout=log, stderr=subprocess.STDOUT)
@@ -57,7 +57,7 @@ def _start(env, tmp_path):  # type: ignore[no-untyped-def]
     return process, log, base
 
 
-def test_simulate_reaches_the_app_end_to_end(app_env, tmp_path):  # type: ignore[no-untyped-def]
+def test_simulate_reaches_the_app_end_to_end(app_env, tmp_path):
     process, log, base = _start(app_env, tmp_path)
     try:
         sim = subprocess.run([sys.executable, "-m", "ingest.simulate"], cwd=ROOT, env=app_env,
@@ -77,7 +77,7 @@ def test_simulate_reaches_the_app_end_to_end(app_env, tmp_path):  # type: ignore
         log.close()
 
 
-def test_sigterm_flushes_everything_received(app_env, tmp_path, redis_client):  # type: ignore[no-untyped-def]
+def test_sigterm_flushes_everything_received(app_env, tmp_path, redis_client):
     # A long batch wait keeps rows pending, so only the clean stop can write them.
     app_env["BATCH_MAX_WAIT_MS"] = "60000"
     app_env["BATCH_MAX_ROWS"] = "100000"
@@ -108,7 +108,7 @@ def test_sigterm_flushes_everything_received(app_env, tmp_path, redis_client):  
     engine.dispose()
 
 
-def test_a_bad_setting_stops_the_app_with_a_clear_message(app_env, tmp_path):  # type: ignore[no-untyped-def]
+def test_a_bad_setting_stops_the_app_with_a_clear_message(app_env, tmp_path):
     app_env["PORT"] = "eighty"
     done = subprocess.run([sys.executable, str(ROOT / "app.py")], cwd=tmp_path, env=app_env,
                           capture_output=True, text=True, timeout=30)
@@ -118,7 +118,7 @@ def test_a_bad_setting_stops_the_app_with_a_clear_message(app_env, tmp_path):  #
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_a_second_app_on_the_same_spool_refuses_to_start_and_says_why(app_env, tmp_path):  # type: ignore[no-untyped-def]
+def test_a_second_app_on_the_same_spool_refuses_to_start_and_says_why(app_env, tmp_path):
     first, log, base = _start(app_env, tmp_path)
     try:
         second_env = {**app_env, "PORT": str(_free_port())}

@@ -14,12 +14,12 @@ from tests.conftest import wait_for
 from tests.factories import event
 
 
-def _count(engine) -> int:  # type: ignore[no-untyped-def]
+def _count(engine) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(error_logs)).scalar_one()
 
 
-def test_a_single_event_is_stored_well_within_a_second(engine):  # type: ignore[no-untyped-def]
+def test_a_single_event_is_stored_well_within_a_second(engine):
     writer = BatchWriter(ErrorStore(engine), max_rows=5000, max_wait=0.1)
     writer.start()
     try:
@@ -32,7 +32,7 @@ def test_a_single_event_is_stored_well_within_a_second(engine):  # type: ignore[
     assert _count(engine) == 1
 
 
-def test_a_flood_is_written_in_large_batches(engine):  # type: ignore[no-untyped-def]
+def test_a_flood_is_written_in_large_batches(engine):
     writer = BatchWriter(ErrorStore(engine), max_rows=2000, max_wait=0.2)
     for start in range(0, 20000, 500):
         writer.submit([event(error_id=f"f{i}") for i in range(start, start + 500)])
@@ -45,7 +45,7 @@ def test_a_flood_is_written_in_large_batches(engine):  # type: ignore[no-untyped
     assert _count(engine) == 20000
 
 
-def test_stop_flushes_everything_pending(engine):  # type: ignore[no-untyped-def]
+def test_stop_flushes_everything_pending(engine):
     writer = BatchWriter(ErrorStore(engine), max_rows=100, max_wait=5.0)
     writer.start()
     writer.submit([event(error_id=f"s{i}") for i in range(250)])
@@ -55,7 +55,7 @@ def test_stop_flushes_everything_pending(engine):  # type: ignore[no-untyped-def
 
 
 def test_events_wait_while_the_store_is_missing_and_are_written_when_it_is_back(
-        tmp_path):  # type: ignore[no-untyped-def]
+        tmp_path):
     url = f"sqlite:///{tmp_path}/later.db"
     engine = make_engine(url)  # no tables yet: every write fails as an outage
     writer = BatchWriter(ErrorStore(engine), max_rows=100, max_wait=0.05)
@@ -74,7 +74,7 @@ def test_events_wait_while_the_store_is_missing_and_are_written_when_it_is_back(
 
 
 def test_checkpoints_follow_commits_in_order_while_batches_overlap(
-        engine):  # type: ignore[no-untyped-def]
+        engine):
     """The stager COPYs the next batch while the writer commits the last: a checkpoint must
     still never be reported before every event up to it is committed, nor out of order."""
     reported: list[tuple[int, int]] = []  # (position, rows committed when it was reported)
@@ -106,7 +106,7 @@ def test_checkpoints_follow_commits_in_order_while_batches_overlap(
 
 
 def test_a_poisoned_row_in_a_staged_batch_is_dead_lettered_and_the_rest_stored(
-        engine):  # type: ignore[no-untyped-def]
+        engine):
     """The constraint refuses the row at the INSERT, after the stager COPYed its batch: the
     writer must fall back to finding the row, dead-letter it, and still report the checkpoint."""
     from tests.test_store import _poison, _rows
@@ -132,7 +132,7 @@ def test_a_poisoned_row_in_a_staged_batch_is_dead_lettered_and_the_rest_stored(
 
 
 def test_a_steady_stream_is_committed_within_the_batch_wait_while_checkpoints_are_pending(
-        engine):  # type: ignore[no-untyped-def]
+        engine):
     """Ten events every 5 ms, each chunk with its spool position, as the pipeline submits
     them at 2,000 msg/s: each must be committed about `max_wait` after it came, however the
     stager's waits fall between the commits of the batches in flight."""

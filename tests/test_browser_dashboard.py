@@ -22,29 +22,29 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def monitor(start_monitor, pg_url, pg_engine):  # type: ignore[no-untyped-def]
+def monitor(start_monitor, pg_url, pg_engine):
     # pg_engine gives this test empty tables on the run's PostgreSQL database.
     return start_monitor(database_url=pg_url)
 
 
 @pytest.fixture
-def page(dash_duo, monitor):  # type: ignore[no-untyped-def]
+def page(dash_duo, monitor):
     dash_duo.start_server(monitor.dash_app)
     dash_duo.wait_for_element(f"#{ids.ERROR_LIST} .ag-root", timeout=10)
     return dash_duo
 
 
-def _publish(redis_client, channel: str, **fields) -> str:  # type: ignore[no-untyped-def]
+def _publish(redis_client, channel: str, **fields) -> str:
     fields.setdefault("error_id", f"b_{uuid.uuid4().hex}")
     redis_client.publish(channel, payload(**fields))
     return fields["error_id"]
 
 
-def _grid_text(dash_duo, grid: str = ids.ERROR_LIST) -> str:  # type: ignore[no-untyped-def]
+def _grid_text(dash_duo, grid: str = ids.ERROR_LIST) -> str:
     return dash_duo.find_element(f"#{grid}").text
 
 
-def test_ov001_anchors_render(page) -> None:  # type: ignore[no-untyped-def]
+def test_ov001_anchors_render(page) -> None:
     for anchor in (ids.ERROR_STATS, ids.HEALTH_STATUS, ids.ERROR_LIST, ids.CATEGORY_FILTER,
                    ids.SEVERITY_FILTER, ids.NOTIFICATIONS):
         page.wait_for_element(f"#{anchor}")
@@ -55,7 +55,7 @@ def test_ov001_anchors_render(page) -> None:  # type: ignore[no-untyped-def]
     assert page.get_logs() == [], "the browser console reported errors"
 
 
-def test_ov002_published_error_appears_in_live_list(page, redis_client, channel) -> None:  # type: ignore[no-untyped-def]
+def test_ov002_published_error_appears_in_live_list(page, redis_client, channel) -> None:
     text = f"Pattern detection failed for Doji {uuid.uuid4().hex[:8]}"
     _publish(redis_client, channel, error_message=text, severity="error")
     page.wait_for_contains_text(f"#{ids.ERROR_LIST}", text, timeout=8)
@@ -63,7 +63,7 @@ def test_ov002_published_error_appears_in_live_list(page, redis_client, channel)
     page.wait_for_text_to_equal(f"#{ids.STAT_ERROR}", "1", timeout=8)
 
 
-def test_ov003_filters_narrow_the_live_list(page, redis_client, channel) -> None:  # type: ignore[no-untyped-def]
+def test_ov003_filters_narrow_the_live_list(page, redis_client, channel) -> None:
     tag = uuid.uuid4().hex[:6]
     _publish(redis_client, channel, error_message=f"db down {tag}", category="database",
              severity="error")
@@ -88,7 +88,7 @@ def test_ov003_filters_narrow_the_live_list(page, redis_client, channel) -> None
     assert f"api slow again {tag}" not in _grid_text(page)
 
 
-def test_ov004_critical_raises_the_dialog_and_turns_health_red(page, redis_client,  # type: ignore[no-untyped-def]
+def test_ov004_critical_raises_the_dialog_and_turns_health_red(page, redis_client,
                                                               channel) -> None:
     page.wait_for_text_to_equal(f"#{ids.HEALTH_STATUS}", "Operational", timeout=8)
     text = f"Database connection lost {uuid.uuid4().hex[:6]}"
@@ -105,7 +105,7 @@ def test_ov004_critical_raises_the_dialog_and_turns_health_red(page, redis_clien
     page.wait_for_no_elements(f"#{ids.CRITICAL_DIALOG}", timeout=8)
 
 
-def test_ov005_html_in_a_message_is_shown_as_text(page, redis_client, channel) -> None:  # type: ignore[no-untyped-def]
+def test_ov005_html_in_a_message_is_shown_as_text(page, redis_client, channel) -> None:
     nasty = '<img src=x onerror="window.__xss=1"> <b>bold</b> <script>window.__xss=2</script>'
     error_id = _publish(redis_client, channel, error_message=nasty, severity="critical",
                         error_type="<i>Type</i>", context={"symbol": "<b>S</b>",
@@ -125,7 +125,7 @@ def test_ov005_html_in_a_message_is_shown_as_text(page, redis_client, channel) -
         page.driver.switch_to.alert.text  # noqa: B018 - the access is the check
 
 
-def test_er001_search_and_detail_work(dash_duo, monitor) -> None:  # type: ignore[no-untyped-def]
+def test_er001_search_and_detail_work(dash_duo, monitor) -> None:
     now = datetime.now(UTC)
     store = ErrorStore(monitor.engine)
     store.write_batch(
@@ -155,7 +155,7 @@ def test_er001_search_and_detail_work(dash_duo, monitor) -> None:  # type: ignor
     assert 'File "loader.py"' in dash_duo.find_element(f"#{ids.ERROR_DETAIL}-traceback").text
 
 
-def test_tr001_trends_show_charts_or_an_empty_state(dash_duo, monitor) -> None:  # type: ignore[no-untyped-def]
+def test_tr001_trends_show_charts_or_an_empty_state(dash_duo, monitor) -> None:
     dash_duo.start_server(monitor.dash_app)
     dash_duo.driver.get(f"{dash_duo.server_url}/trends")
     dash_duo.wait_for_contains_text(f"#{ids.TRENDS_CHARTS}", "No errors in this range",

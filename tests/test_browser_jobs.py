@@ -16,13 +16,13 @@ from tests.conftest import jobs_names
 pytestmark = pytest.mark.browser
 
 
-def _event(name: str, **payload) -> bytes:  # type: ignore[no-untyped-def]
+def _event(name: str, **payload) -> bytes:
     return orjson.dumps({"event": name, "timestamp": datetime.now(UTC).isoformat(),
                          "source": "TickStockPL", "version": "1.0", "payload": payload})
 
 
 def test_jb001_a_running_runs_progress_moves(dash_duo, start_monitor, pg_url, pg_engine,
-                                             redis_client, channel) -> None:  # type: ignore[no-untyped-def]
+                                             redis_client, channel) -> None:
     monitor = start_monitor(database_url=pg_url, jobs_check_interval_ms=200)
     prefix = jobs_names(channel)["prefix"]
     dash_duo.start_server(monitor.dash_app)

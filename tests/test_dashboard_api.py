@@ -17,18 +17,18 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 @pytest.fixture
-def monitor(make_settings, db_url):  # type: ignore[no-untyped-def]
+def monitor(make_settings, db_url):
     monitor = app_module.build(make_settings(database_url=db_url))  # not started: no ingest
     yield monitor
     monitor.stop()
 
 
 @pytest.fixture
-def client(monitor):  # type: ignore[no-untyped-def]
+def client(monitor):
     return monitor.dash_app.server.test_client()
 
 
-def _store(monitor, *events) -> None:  # type: ignore[no-untyped-def]
+def _store(monitor, *events) -> None:
     store = ErrorStore(monitor.engine)
     try:
         assert not store.write_batch(list(events)).refused
@@ -37,7 +37,7 @@ def _store(monitor, *events) -> None:  # type: ignore[no-untyped-def]
 
 
 # -- search -------------------------------------------------------------------------------
-def test_search_answers_a_page_with_a_total(monitor, client) -> None:  # type: ignore[no-untyped-def]
+def test_search_answers_a_page_with_a_total(monitor, client) -> None:
     _store(monitor, *(event(error_id=f"s{i}", timestamp=NOW - timedelta(minutes=i),
                             severity="critical" if i % 2 else "error") for i in range(7)))
     body = client.get("/api/errors/search?q=severity:critical&page_size=2").get_json()
@@ -48,7 +48,7 @@ def test_search_answers_a_page_with_a_total(monitor, client) -> None:  # type: i
     assert [i["id"] for i in again["items"]] == ["s5"] and not again["hasMore"]
 
 
-def test_search_time_range_accepts_iso_and_epoch(monitor, client) -> None:  # type: ignore[no-untyped-def]
+def test_search_time_range_accepts_iso_and_epoch(monitor, client) -> None:
     _store(monitor, *(event(error_id=f"t{h}", timestamp=NOW - timedelta(hours=h))
                       for h in range(4)))
     start = (NOW - timedelta(hours=2, minutes=30)).isoformat().replace("+00:00", "Z")
@@ -67,13 +67,13 @@ def test_search_time_range_accepts_iso_and_epoch(monitor, client) -> None:  # ty
     ("cursor=bogus", "cursor"),
     ("page=500&page_size=50", "deeper than"),
 ])
-def test_search_bad_parameters_are_400s(client, query: str, says: str) -> None:  # type: ignore[no-untyped-def]
+def test_search_bad_parameters_are_400s(client, query: str, says: str) -> None:
     response = client.get(f"/api/errors/search?{query}")
     assert response.status_code == 400
     assert says in response.get_json()["error"]
 
 
-def test_static_routes_win_over_the_error_id_route(monitor, client) -> None:  # type: ignore[no-untyped-def]
+def test_static_routes_win_over_the_error_id_route(monitor, client) -> None:
     # An error whose id looks like a route is still reachable under its own id's path
     # when the id is not one of the route names; the route names themselves are routes.
     _store(monitor, event(error_id="search"), event(error_id="a/b.csv"))
@@ -86,7 +86,7 @@ def test_static_routes_win_over_the_error_id_route(monitor, client) -> None:  # 
 
 
 # -- trends -------------------------------------------------------------------------------
-def test_trends_answers_series_and_rankings(monitor, client) -> None:  # type: ignore[no-untyped-def]
+def test_trends_answers_series_and_rankings(monitor, client) -> None:
     _store(monitor, *(event(error_id=f"r{i}", timestamp=NOW - timedelta(minutes=10 * i),
                             symbol="AAPL" if i % 3 else "MSFT") for i in range(12)))
     body = client.get("/api/errors/trends?hours=3").get_json()
@@ -104,14 +104,14 @@ def test_trends_answers_series_and_rankings(monitor, client) -> None:  # type: i
     ("from=2025-01-02T00:00:00Z&to=2025-01-01T00:00:00Z", "from must be before to"),
     ("from=2024-01-01T00:00:00Z&to=2025-01-01T00:00:00Z", "at most"),
 ])
-def test_trends_bad_parameters_are_400s(client, query: str, says: str) -> None:  # type: ignore[no-untyped-def]
+def test_trends_bad_parameters_are_400s(client, query: str, says: str) -> None:
     response = client.get(f"/api/errors/trends?{query}")
     assert response.status_code == 400
     assert says in response.get_json()["error"]
 
 
 # -- export -------------------------------------------------------------------------------
-def test_export_streams_the_query_as_csv(monitor, client) -> None:  # type: ignore[no-untyped-def]
+def test_export_streams_the_query_as_csv(monitor, client) -> None:
     _store(monitor,
            event(error_id="x1", timestamp=NOW - timedelta(minutes=1), severity="critical",
                  error_message='=HYPERLINK("http://evil")', context={"symbol": "AAPL", "n": 1},
@@ -135,13 +135,13 @@ def test_export_streams_the_query_as_csv(monitor, client) -> None:  # type: igno
     assert len(list(csv.DictReader(io.StringIO(limited)))) == 1
 
 
-def test_export_of_nothing_is_a_header(client) -> None:  # type: ignore[no-untyped-def]
+def test_export_of_nothing_is_a_header(client) -> None:
     text = client.get("/api/errors/export.csv?q=nothing-matches").get_data(as_text=True)
     assert text.strip().startswith("timestamp,error_id,severity")
     assert len(text.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("query", ["q=category:nope", "limit=0", "from=soon"])
-def test_export_bad_parameters_are_400s(client, query: str) -> None:  # type: ignore[no-untyped-def]
+def test_export_bad_parameters_are_400s(client, query: str) -> None:
     response = client.get(f"/api/errors/export.csv?{query}")
     assert response.status_code == 400 and "error" in response.get_json()

@@ -88,7 +88,7 @@ def test_a_restarted_monitor_reloads() -> None:
     assert _ids(update.row_data) == ["a"]
 
 
-def test_a_grown_list_is_reloaded_to_its_size(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_grown_list_is_reloaded_to_its_size(monkeypatch) -> None:
     monkeypatch.setattr(overview, "MAX_SHOWN", 6)
     monkeypatch.setattr(overview, "LIVE_ROWS", 4)
     ring = _ring(*(event(error_id=f"e{i}") for i in range(4)))
@@ -98,7 +98,7 @@ def test_a_grown_list_is_reloaded_to_its_size(monkeypatch) -> None:  # type: ign
     assert update.transaction is None and len(update.row_data or []) == 4
 
 
-def test_an_empty_ring_is_topped_up_from_the_store(engine) -> None:  # type: ignore[no-untyped-def]
+def test_an_empty_ring_is_topped_up_from_the_store(engine) -> None:
     store = ErrorStore(engine)
     store.write_batch([event(error_id=f"s{i}", timestamp=NOW - timedelta(minutes=i),
                              category="database" if i % 2 else "pattern") for i in range(4)])
@@ -158,18 +158,18 @@ def test_every_critical_goes_to_the_dialog() -> None:
     ("/trends/", "", "trends", {}),
     ("/nope", "", "missing", {"path": "/nope"}),
 ])
-def test_urls_resolve_to_pages(path: str, search: str, page: str, params: dict) -> None:  # type: ignore[type-arg]
+def test_urls_resolve_to_pages(path: str, search: str, page: str, params: dict) -> None:
     assert resolve(path, search) == (page, params)
 
 
 @pytest.fixture
-def monitor(make_settings, db_url):  # type: ignore[no-untyped-def]
+def monitor(make_settings, db_url):
     monitor = app_module.build(make_settings(database_url=db_url))
     yield monitor
     monitor.stop()
 
 
-def _post(client, output: str, outputs: Any, inputs: list, state: list | None = None,  # type: ignore[type-arg]
+def _post(client, output: str, outputs: Any, inputs: list, state: list | None = None,
           changed: list[str] | None = None) -> Any:
     body = {"output": output, "outputs": outputs, "inputs": inputs, "state": state or [],
             "changedPropIds": changed or []}
@@ -182,7 +182,7 @@ def _post(client, output: str, outputs: Any, inputs: list, state: list | None = 
     ("/", "", ids.ERROR_LIST), ("/errors", "?q=timeout", ids.SEARCH_RESULTS),
     ("/errors/x1", "", ids.ERROR_DETAIL), ("/trends", "", ids.TRENDS_CHARTS),
 ])
-def test_every_page_renders_through_the_router(monitor, path, search, marker) -> None:  # type: ignore[no-untyped-def]
+def test_every_page_renders_through_the_router(monitor, path, search, marker) -> None:
     store = ErrorStore(monitor.engine)
     store.write_batch([event(error_id="x1")])
     store.close()
@@ -194,7 +194,7 @@ def test_every_page_renders_through_the_router(monitor, path, search, marker) ->
     assert marker in str(answer)
 
 
-def _post_feed(monitor, tick: int, categories: list[str] | None, cursor: dict[str, int],  # type: ignore[no-untyped-def]
+def _post_feed(monitor, tick: int, categories: list[str] | None, cursor: dict[str, int],
                changed: list[str]) -> Any:
     """The Overview's live-list callback, as the browser calls it."""
     outputs = [{"id": ids.ERROR_LIST, "property": "rowTransaction"},
@@ -210,7 +210,7 @@ def _post_feed(monitor, tick: int, categories: list[str] | None, cursor: dict[st
                  changed)
 
 
-def test_the_feed_callback_sends_a_transaction(monitor) -> None:  # type: ignore[no-untyped-def]
+def test_the_feed_callback_sends_a_transaction(monitor) -> None:
     ring = monitor.ingest.ring
     ring.extend([event(error_id="old")])
     cursor = {"seq": ring.last_seq, "shown": 1}
@@ -223,7 +223,7 @@ def test_the_feed_callback_sends_a_transaction(monitor) -> None:  # type: ignore
 
 
 # -- the Errors page ------------------------------------------------------------------------
-def test_search_step_pages_older_and_back(engine) -> None:  # type: ignore[no-untyped-def]
+def test_search_step_pages_older_and_back(engine) -> None:
     store = ErrorStore(engine)
     store.write_batch([event(error_id=f"p{i:03d}", timestamp=NOW - timedelta(seconds=i))
                        for i in range(120)])
@@ -241,7 +241,7 @@ def test_search_step_pages_older_and_back(engine) -> None:  # type: ignore[no-un
     assert "export.csv?q=&from=" in first.export_href
 
 
-def test_search_step_says_what_is_wrong(engine) -> None:  # type: ignore[no-untyped-def]
+def test_search_step_says_what_is_wrong(engine) -> None:
     view = search_step(engine, "severity:loud", "24h", None, "search", None)
     assert view.problem is not None and "severity must be one of" in view.problem
     assert view.rows == []
@@ -267,13 +267,13 @@ def test_chart_labels_are_escaped_for_plotly() -> None:
     assert plot_text("A" * 60).endswith("…") and len(plot_text("A" * 60)) == 40
 
 
-def test_an_empty_trend_range_shows_an_empty_state(engine) -> None:  # type: ignore[no-untyped-def]
+def test_an_empty_trend_range_shows_an_empty_state(engine) -> None:
     body, summary = trends_view(HourlyRollup(engine), "24h", "auto", None, dark=False)
     assert "No errors in this range" in str(body)
     assert summary.startswith("0 errors")
 
 
-def test_a_filter_change_sent_with_a_tick_still_reloads(monitor) -> None:  # type: ignore[no-untyped-def]
+def test_a_filter_change_sent_with_a_tick_still_reloads(monitor) -> None:
     # The browser merges triggers that happen while a request is in flight: the filter must
     # win even when the tick is listed first.
     ring = monitor.ingest.ring

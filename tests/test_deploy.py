@@ -56,7 +56,7 @@ def _http(url: str, body: object = None, headers: dict[str, str] | None = None,
         return exc.code, exc.read(), dict(exc.headers)
 
 
-def _json(url: str) -> dict:  # type: ignore[type-arg]
+def _json(url: str) -> dict:
     status, body, _ = _http(url, headers=AUTH)
     assert status == 200, (url, status, body[:300])
     return json.loads(body)
@@ -67,9 +67,9 @@ class Processes:
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
-        self.started: list[tuple[subprocess.Popen, Path]] = []  # type: ignore[type-arg]
+        self.started: list[tuple[subprocess.Popen, Path]] = []
 
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:  # type: ignore[type-arg]
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
         log_path = self.tmp_path / f"{name}.log"
         with open(log_path, "w") as log:
             process = subprocess.Popen(args, cwd=self.tmp_path, env=env, stdout=log,
@@ -77,10 +77,10 @@ class Processes:
         self.started.append((process, log_path))
         return process
 
-    def log(self, process: subprocess.Popen) -> str:  # type: ignore[type-arg]
+    def log(self, process: subprocess.Popen) -> str:
         return next(path for p, path in self.started if p is process).read_text()
 
-    def stop(self, process: subprocess.Popen, timeout: float = 30) -> int:  # type: ignore[type-arg]
+    def stop(self, process: subprocess.Popen, timeout: float = 30) -> int:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
         try:
@@ -95,14 +95,14 @@ class Processes:
 
 
 @pytest.fixture
-def processes(tmp_path) -> Iterator[Processes]:  # type: ignore[no-untyped-def]
+def processes(tmp_path) -> Iterator[Processes]:
     started = Processes(tmp_path)
     yield started
     started.stop_all()
 
 
 @pytest.fixture
-def deploy_env(tmp_path, channel, pg_url, redis_client) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
+def deploy_env(tmp_path, channel, pg_url, redis_client) -> Iterator[dict[str, str]]:
     engine = make_engine(pg_url)
     fresh_schema(engine)
     engine.dispose()
@@ -141,7 +141,7 @@ def _stored(url: str) -> tuple[int, int]:
 
 
 def test_gunicorn_two_workers_and_one_ingest_process(deploy_env, processes, redis_client,
-                                                     pg_url, tmp_path):  # type: ignore[no-untyped-def]
+                                                     pg_url, tmp_path):
     env = deploy_env
     base = f"http://127.0.0.1:{env['PORT']}"
     figures: dict[str, float] = {}
@@ -191,7 +191,7 @@ def test_gunicorn_two_workers_and_one_ingest_process(deploy_env, processes, redi
     # Each worker follows the feed: poll concurrently until two workers answered, each
     # holding all the rows under the same sequence numbers.
     started = time.monotonic()
-    seen: dict[str, dict] = {}  # type: ignore[type-arg]
+    seen: dict[str, dict] = {}
 
     def poll_status() -> None:
         follower = _json(f"{base}/api/monitor/status")["follower"]
@@ -217,7 +217,7 @@ def test_gunicorn_two_workers_and_one_ingest_process(deploy_env, processes, redi
     body = callback_payload(dependencies, f"{ids.ERROR_LIST}.rowData", {
         f"{ids.LIVE_INTERVAL}.n_intervals": 7,
         f"{ids.LIVE_CURSOR}.data": {"seq": last_seq - 5, "shown": 100}})
-    answers: dict[int, tuple[list[str], dict]] = {}  # type: ignore[type-arg]
+    answers: dict[int, tuple[list[str], dict]] = {}
     probe = iter(range(10**6))
 
     def ask() -> None:
@@ -269,7 +269,7 @@ def test_gunicorn_two_workers_and_one_ingest_process(deploy_env, processes, redi
 
 
 def test_several_ingest_processes_share_a_stream_without_double_storage(
-        deploy_env, processes, redis_client, pg_url, tmp_path):  # type: ignore[no-untyped-def]
+        deploy_env, processes, redis_client, pg_url, tmp_path):
     stream = f"test:{uuid.uuid4().hex}:stream"
     env = {**deploy_env, "INGEST_SOURCE": "stream", "ERROR_STREAM": stream}
     ingests = [processes.start(f"ingest-{n}", [sys.executable, "-m", "ingest"],
@@ -313,7 +313,7 @@ def test_several_ingest_processes_share_a_stream_without_double_storage(
         redis_client.delete(stream)
 
 
-def test_gunicorn_refuses_an_anonymous_public_bind(deploy_env, processes):  # type: ignore[no-untyped-def]
+def test_gunicorn_refuses_an_anonymous_public_bind(deploy_env, processes):
     env = {k: v for k, v in deploy_env.items() if not k.startswith("ADMIN_")}
     web = processes.start("gunicorn", _gunicorn(env, "--bind", f"0.0.0.0:{env['PORT']}"), env)
     assert web.wait(60) == 2
@@ -329,7 +329,7 @@ def test_gunicorn_refuses_an_anonymous_public_bind(deploy_env, processes):  # ty
     assert allowed.poll() is None, processes.log(allowed)
 
 
-def test_ingest_process_exit_codes_say_why(deploy_env, tmp_path):  # type: ignore[no-untyped-def]
+def test_ingest_process_exit_codes_say_why(deploy_env, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "ingest"], cwd=tmp_path, capture_output=True,
                          text=True, timeout=60, env={**deploy_env, "BATCH_MAX_ROWS": "lots"})
     assert bad.returncode == 2 and "BATCH_MAX_ROWS must be a whole number" in bad.stderr
@@ -343,7 +343,7 @@ def test_ingest_process_exit_codes_say_why(deploy_env, tmp_path):  # type: ignor
         assert "Traceback" not in done.stderr and DB_PASSWORD not in done.stderr
 
 
-def test_the_web_side_without_an_ingest_shows_unknown(deploy_env, processes):  # type: ignore[no-untyped-def]
+def test_the_web_side_without_an_ingest_shows_unknown(deploy_env, processes):
     env = deploy_env
     base = f"http://127.0.0.1:{env['PORT']}"
     web = processes.start("gunicorn", _gunicorn(env, "--workers", "1"), env)
@@ -382,7 +382,7 @@ def _empty_database(url: str) -> None:
     engine.dispose()
 
 
-def _stream_ingests(processes, env, tmp_path, count: int, **extra: str) -> list:  # type: ignore[no-untyped-def]
+def _stream_ingests(processes, env, tmp_path, count: int, **extra: str) -> list:
     return [processes.start(f"ingest-{n}", [sys.executable, "-m", "ingest"],
                             {**env, "STREAM_CONSUMER": f"consumer-{n}",
                              "SPOOL_DIR": str(tmp_path / f"spool-{n}"), **extra})
@@ -390,7 +390,7 @@ def _stream_ingests(processes, env, tmp_path, count: int, **extra: str) -> list:
 
 
 def test_three_ingest_processes_started_at_once_on_a_fresh_database_all_come_up(
-        deploy_env, processes, pg_url, tmp_path):  # type: ignore[no-untyped-def]
+        deploy_env, processes, pg_url, tmp_path):
     _empty_database(pg_url)
     stream = f"test:{uuid.uuid4().hex}:stream"
     env = {**deploy_env, "INGEST_SOURCE": "stream", "ERROR_STREAM": stream}
@@ -411,7 +411,7 @@ def test_three_ingest_processes_started_at_once_on_a_fresh_database_all_come_up(
 
 
 def test_three_ingests_one_killed_mid_stream_store_every_entry_once(
-        deploy_env, processes, redis_client, pg_url, tmp_path):  # type: ignore[no-untyped-def]
+        deploy_env, processes, redis_client, pg_url, tmp_path):
     stream = f"test:{uuid.uuid4().hex}:stream"
     env = {**deploy_env, "INGEST_SOURCE": "stream", "ERROR_STREAM": stream,
            "STREAM_CLAIM_IDLE_MS": "2000", "STREAM_RECLAIM_INTERVAL_MS": "500",

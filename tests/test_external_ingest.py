@@ -20,7 +20,7 @@ PROCESSING_ERROR = {"event": "processing_error", "timestamp": "2026-01-26T21:20:
 
 
 def test_an_external_error_is_stored_with_its_channel_and_counted(
-        engine, db_url, make_settings):  # type: ignore[no-untyped-def]
+        engine, db_url, make_settings):
     ingest = IngestService(make_settings(database_url=db_url), engine)
     ingest.start()
     try:
@@ -46,7 +46,7 @@ def test_an_external_error_is_stored_with_its_channel_and_counted(
 
 
 def test_external_events_left_in_their_spool_are_stored_after_a_restart(
-        engine, db_url, make_settings, tmp_path):  # type: ignore[no-untyped-def]
+        engine, db_url, make_settings, tmp_path):
     settings = make_settings(database_url=db_url)
     first = IngestService(settings, engine)
     first.start()

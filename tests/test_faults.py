@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def private_redis(tmp_path):  # type: ignore[no-untyped-def]
+def private_redis(tmp_path):
     folder = tmp_path / "redis"
     folder.mkdir()
     server = PrivateRedis(folder).start()
@@ -42,7 +42,7 @@ def private_redis(tmp_path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def private_pg():  # type: ignore[no-untyped-def]
+def private_pg():
     cluster = PrivatePostgres().init()
     cluster.start()
     yield cluster
@@ -83,7 +83,7 @@ def _assert_conserved(ingest: IngestService) -> None:
 
 
 def test_a_15_second_database_outage_loses_nothing(private_pg, private_redis, make_settings,
-                                                   channel):  # type: ignore[no-untyped-def]
+                                                   channel):
     url = _fresh_database(private_pg, "outage")
     engine = make_engine(url)
     ingest = IngestService(make_settings(redis_url=private_redis.url, database_url=url),
@@ -121,7 +121,7 @@ def test_a_15_second_database_outage_loses_nothing(private_pg, private_redis, ma
 
 
 def test_listening_again_within_3_s_of_redis_coming_back(private_redis, make_settings,
-                                                         engine, db_url, channel):  # type: ignore[no-untyped-def]
+                                                         engine, db_url, channel):
     ingest = IngestService(make_settings(redis_url=private_redis.url, database_url=db_url),
                            engine)
     ingest.start()
@@ -175,13 +175,13 @@ def test_listening_again_within_3_s_of_redis_coming_back(private_redis, make_set
           f"{len(heard)} heard, all stored")
 
 
-def _get(url: str):  # type: ignore[no-untyped-def]
+def _get(url: str):
     with urllib.request.urlopen(url, timeout=5) as answer:
         return json.loads(answer.read())
 
 
 def test_kill_9_then_restart_stores_everything_received(private_redis, pg_url, tmp_path,
-                                                        channel):  # type: ignore[no-untyped-def]
+                                                        channel):
     engine = make_engine(pg_url)
     from tests.conftest import fresh_schema
     fresh_schema(engine)
@@ -241,7 +241,7 @@ def test_kill_9_then_restart_stores_everything_received(private_redis, pg_url, t
 
 
 def test_a_throttled_consumer_is_not_cut_during_a_200k_burst(private_redis, pg_url,
-                                                             make_settings, channel):  # type: ignore[no-untyped-def]
+                                                             make_settings, channel):
     engine = make_engine(pg_url)
     from tests.conftest import fresh_schema
     fresh_schema(engine)

@@ -14,7 +14,7 @@ LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - tickstock\.error_mon
                   r"(DEBUG|INFO|WARNING|ERROR|CRITICAL) - (.*)$")
 
 
-def test_line_format_is_the_contracts(tmp_path):  # type: ignore[no-untyped-def]
+def test_line_format_is_the_contracts(tmp_path):
     path = tmp_path / "deep" / "folder" / "errors.log"
     logger = open_error_log(str(path), 10_000_000, 5)
     write_event(logger, event(category="pattern", error_type="PatternDetectionError",
@@ -31,13 +31,13 @@ def test_line_format_is_the_contracts(tmp_path):  # type: ignore[no-untyped-def]
     assert second and second.groups() == ("WARNING", "[network] —: no symbol")
 
 
-def test_a_multiline_message_stays_on_one_line():  # type: ignore[no-untyped-def]
+def test_a_multiline_message_stays_on_one_line():
     text = log_line(event(error_message="line one\nFAKE - CRITICAL - forged\r\n"))
     assert "\n" not in text and "\r" not in text
     assert "line one\\nFAKE" in text
 
 
-def test_the_file_rotates_at_its_size_and_keeps_backups(tmp_path):  # type: ignore[no-untyped-def]
+def test_the_file_rotates_at_its_size_and_keeps_backups(tmp_path):
     path = tmp_path / "errors.log"
     logger = open_error_log(str(path), 2000, 2)
     for i in range(200):
@@ -50,7 +50,7 @@ def test_the_file_rotates_at_its_size_and_keeps_backups(tmp_path):  # type: igno
 
 
 def test_every_received_message_is_logged_at_its_severity_when_enabled(
-        make_settings, engine, db_url, redis_client, channel, tmp_path):  # type: ignore[no-untyped-def]
+        make_settings, engine, db_url, redis_client, channel, tmp_path):
     settings = make_settings(database_url=db_url, log_file_enabled=True)
     ingest = IngestService(settings, engine)
     ingest.start()
@@ -63,7 +63,7 @@ def test_every_received_message_is_logged_at_its_severity_when_enabled(
     finally:
         ingest.stop()
     lines = (tmp_path / "logs" / "errors.log").read_text(encoding="utf-8").splitlines()
-    levels = [LINE.match(line).group(1) for line in lines]  # type: ignore[union-attr]
+    levels = [LINE.match(line).group(1) for line in lines]
     assert levels == ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "ERROR"]
     assert "[rejected] JSON is an array, not an object" in lines[-1]
     # debug and info are logged only, not stored.
@@ -71,7 +71,7 @@ def test_every_received_message_is_logged_at_its_severity_when_enabled(
 
 
 def test_nothing_is_written_when_the_log_file_is_disabled(
-        make_settings, engine, db_url, tmp_path):  # type: ignore[no-untyped-def]
+        make_settings, engine, db_url, tmp_path):
     ingest = IngestService(make_settings(database_url=db_url), engine)
     assert ingest.error_log is None
     assert isinstance(ingest.pipeline, Pipeline)

@@ -35,17 +35,17 @@ DIFFERENT = [
 
 
 @pytest.mark.parametrize("first, second", SAME)
-def test_messages_that_differ_only_in_variable_parts_group_together(first, second):  # type: ignore[no-untyped-def]
+def test_messages_that_differ_only_in_variable_parts_group_together(first, second):
     assert fingerprint(event(error_message=first, symbol=None)) == \
         fingerprint(event(error_message=second, symbol=None)), (mask(first), mask(second))
 
 
 @pytest.mark.parametrize("first, second", DIFFERENT)
-def test_different_problems_do_not_group(first, second):  # type: ignore[no-untyped-def]
+def test_different_problems_do_not_group(first, second):
     assert fingerprint(event(error_message=first)) != fingerprint(event(error_message=second))
 
 
-def test_the_events_own_symbol_is_masked_wherever_it_appears():  # type: ignore[no-untyped-def]
+def test_the_events_own_symbol_is_masked_wherever_it_appears():
     a = event(error_message="AAPL bars missing", symbol="AAPL")
     b = event(error_message="MSFT bars missing", symbol="MSFT")
     assert fingerprint(a) == fingerprint(b)
@@ -54,11 +54,11 @@ def test_the_events_own_symbol_is_masked_wherever_it_appears():  # type: ignore[
 @pytest.mark.parametrize("field, other", [
     ("error_type", "OtherError"), ("category", "network"), ("component", "Other"),
     ("operation", "other_op")])
-def test_type_category_component_and_operation_split_groups(field, other):  # type: ignore[no-untyped-def]
+def test_type_category_component_and_operation_split_groups(field, other):
     assert fingerprint(event()) != fingerprint(event(**{field: other}))
 
 
-def test_an_explicit_fingerprint_wins():  # type: ignore[no-untyped-def]
+def test_an_explicit_fingerprint_wins():
     a = event(error_message="one thing", context={"fingerprint": "import-job-42"})
     b = event(error_message="something else", category="network",
               context={"fingerprint": "import-job-42"})
@@ -67,7 +67,7 @@ def test_an_explicit_fingerprint_wins():  # type: ignore[no-untyped-def]
     assert fingerprint(a) != fingerprint(event(error_message="one thing"))
 
 
-def test_an_explicit_list_can_extend_the_default():  # type: ignore[no-untyped-def]
+def test_an_explicit_list_can_extend_the_default():
     base = {"fingerprint": ["{{ default }}", "daily"]}
     a = event(error_message="failed for AAPL after 3 retries", symbol=None, context=base)
     b = event(error_message="failed for MSFT after 9 retries", symbol=None, context=base)
@@ -76,14 +76,14 @@ def test_an_explicit_list_can_extend_the_default():  # type: ignore[no-untyped-d
     assert fingerprint(a) == fingerprint(b) != fingerprint(c)
 
 
-def test_title_is_type_and_first_line():  # type: ignore[no-untyped-def]
+def test_title_is_type_and_first_line():
     assert group_title(event(error_type="PolygonAPIError", error_message="429\nmore")) == \
         "PolygonAPIError: 429"
     assert group_title(event(error_type=None, category="network", error_message="")) == \
         "network: (no message)"
 
 
-def test_normalised_events_carry_their_group_and_a_top_level_fingerprint_wins():  # type: ignore[no-untyped-def]
+def test_normalised_events_carry_their_group_and_a_top_level_fingerprint_wins():
     from datetime import UTC, datetime
 
     import orjson
@@ -95,9 +95,9 @@ def test_normalised_events_carry_their_group_and_a_top_level_fingerprint_wins():
     b = normalise(orjson.dumps({"message": "failed for MSFT after 7 retries"}), now)
     c = normalise(orjson.dumps({"message": "anything", "fingerprint": ["nightly-import"]}), now)
     d = normalise(orjson.dumps({"message": "else", "fingerprint": ["nightly-import"]}), now)
-    assert a.fingerprint == b.fingerprint and len(a.fingerprint) == 40  # type: ignore[union-attr]
-    assert c.fingerprint == d.fingerprint != a.fingerprint  # type: ignore[union-attr]
-    assert c.context["fingerprint"] == ["nightly-import"]  # type: ignore[union-attr]
+    assert a.fingerprint == b.fingerprint and len(a.fingerprint) == 40
+    assert c.fingerprint == d.fingerprint != a.fingerprint
+    assert c.context["fingerprint"] == ["nightly-import"]
 
 
 _DIGIT_HEAVY = st.text(alphabet="0123456789abcfxAZ :-.,'TLS_", max_size=40)
@@ -106,7 +106,7 @@ _DIGIT_HEAVY = st.text(alphabet="0123456789abcfxAZ :-.,'TLS_", max_size=40)
 @settings(max_examples=600, deadline=None)
 @given(line=st.one_of(_DIGIT_HEAVY, st.text(max_size=60)),
        symbol=st.one_of(st.none(), st.sampled_from(["AAPL", "BRK.B", "ES2", "X10", "A"])))
-def test_masking_by_template_gives_what_masking_the_line_itself_gives(line, symbol):  # type: ignore[no-untyped-def]
+def test_masking_by_template_gives_what_masking_the_line_itself_gives(line, symbol):
     """mask() remembers one masked form per template of digits; it must never differ from
     the rules run on the line itself (a digit inside a word, "0x", a symbol with digits)."""
     first_line = line.strip().splitlines()[0] if line.strip() else ""
@@ -117,5 +117,5 @@ def test_masking_by_template_gives_what_masking_the_line_itself_gives(line, symb
     ("contract ES2 expired", "contract ES3 expired"),  # digits inside a word are kept
     ("order 0x12 missing", "order 1x12 missing"),
 ])
-def test_digits_the_rules_keep_still_tell_messages_apart(first, second):  # type: ignore[no-untyped-def]
+def test_digits_the_rules_keep_still_tell_messages_apart(first, second):
     assert mask(first) != mask(second)

@@ -24,34 +24,34 @@ class Clock:
         return self.now
 
 
-def grouped(**fields):  # type: ignore[no-untyped-def]
+def grouped(**fields):
     e = event(**fields)
     from dataclasses import replace
     return replace(e, fingerprint=fingerprint(e))
 
 
 @pytest.fixture
-def clock():  # type: ignore[no-untyped-def]
+def clock():
     return Clock(T0)
 
 
 @pytest.fixture
-def store(engine, clock):  # type: ignore[no-untyped-def]
+def store(engine, clock):
     store = ErrorStore(engine, hooks=[GroupsHook(clock)])
     yield store
     store.close()
 
 
-def _state(engine, fp, state, clock, **kw):  # type: ignore[no-untyped-def]
+def _state(engine, fp, state, clock, **kw):
     change_states(engine, [fp], state_request(state, clock(), **kw), clock())
 
 
-def _group(engine, fp, clock):  # type: ignore[no-untyped-def]
+def _group(engine, fp, clock):
     return group_detail(engine, fp, now=clock())
 
 
 def test_counts_first_and_last_seen_and_symbols_add_up_across_batches_with_duplicates(
-        engine, store, clock):  # type: ignore[no-untyped-def]
+        engine, store, clock):
     a = grouped(error_id="a", error_message="failed for AAPL after 3 retries", symbol="AAPL",
                 timestamp=T0, severity="warning")
     b = grouped(error_id="b", error_message="failed for MSFT after 5 retries", symbol="MSFT",
@@ -74,7 +74,7 @@ def test_counts_first_and_last_seen_and_symbols_add_up_across_batches_with_dupli
     assert [e["id"] for e in group["events"]] == ["b", "a", "c"]
 
 
-def test_a_new_event_in_a_resolved_group_is_a_regression(engine, store, clock):  # type: ignore[no-untyped-def]
+def test_a_new_event_in_a_resolved_group_is_a_regression(engine, store, clock):
     first = grouped(error_id="r1", timestamp=T0)
     store.write_batch([first])
     _state(engine, first.fingerprint, "resolved", clock)
@@ -89,7 +89,7 @@ def test_a_new_event_in_a_resolved_group_is_a_regression(engine, store, clock): 
     assert not result.hook_results["groups"][0].regressed  # only the first event regresses
 
 
-def test_ignored_for_good_stays_ignored_and_does_not_notify(engine, store, clock):  # type: ignore[no-untyped-def]
+def test_ignored_for_good_stays_ignored_and_does_not_notify(engine, store, clock):
     first = grouped(error_id="i1")
     store.write_batch([first])
     _state(engine, first.fingerprint, "ignored", clock)
@@ -98,7 +98,7 @@ def test_ignored_for_good_stays_ignored_and_does_not_notify(engine, store, clock
     assert _group(engine, first.fingerprint, clock)["count"] == 2  # stored and counted
 
 
-def test_ignore_until_count_ends_after_n_more_events(engine, store, clock):  # type: ignore[no-untyped-def]
+def test_ignore_until_count_ends_after_n_more_events(engine, store, clock):
     first = grouped(error_id="c0")
     store.write_batch([first])
     _state(engine, first.fingerprint, "ignored", clock, count=3)
@@ -107,7 +107,7 @@ def test_ignore_until_count_ends_after_n_more_events(engine, store, clock):  # t
     assert states == ["ignored", "ignored", "unresolved"]
 
 
-def test_ignore_until_time_ends_at_that_time(engine, store, clock):  # type: ignore[no-untyped-def]
+def test_ignore_until_time_ends_at_that_time(engine, store, clock):
     first = grouped(error_id="t0")
     store.write_batch([first])
     _state(engine, first.fingerprint, "ignored", clock, until=T0 + timedelta(hours=2))
@@ -120,7 +120,7 @@ def test_ignore_until_time_ends_at_that_time(engine, store, clock):  # type: ign
         "unresolved"
 
 
-def test_unknown_group_and_bad_state(engine, store, clock):  # type: ignore[no-untyped-def]
+def test_unknown_group_and_bad_state(engine, store, clock):
     first = grouped(error_id="u0")
     store.write_batch([first])
     with pytest.raises(GroupNotFound):
@@ -129,7 +129,7 @@ def test_unknown_group_and_bad_state(engine, store, clock):  # type: ignore[no-u
         _state(engine, first.fingerprint, "regressed", clock)
 
 
-def test_list_filters_sorts_and_searches(engine, store, clock):  # type: ignore[no-untyped-def]
+def test_list_filters_sorts_and_searches(engine, store, clock):
     big = [grouped(error_id=f"big{i}", error_message="connection reset", category="network",
                    component="HistoricalLoader", timestamp=T0 - timedelta(hours=3))
            for i in range(5)]
@@ -146,7 +146,7 @@ def test_list_filters_sorts_and_searches(engine, store, clock):  # type: ignore[
     assert [g["count"] for g in list_groups(engine, q="historical", now=clock())] == [5]
 
 
-def test_two_ingests_making_the_same_new_group_at_once_both_count(pg_url, clock):  # type: ignore[no-untyped-def]
+def test_two_ingests_making_the_same_new_group_at_once_both_count(pg_url, clock):
     """Issue 16: a second writer that finds the group made meanwhile adds to it (no unique
     violation splitting its batch)."""
     import threading

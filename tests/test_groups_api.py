@@ -11,16 +11,16 @@ from tests.factories import payload
 
 
 @pytest.fixture
-def monitor(start_monitor, db_url):  # type: ignore[no-untyped-def]
+def monitor(start_monitor, db_url):
     return start_monitor(database_url=db_url)
 
 
 @pytest.fixture
-def client(monitor):  # type: ignore[no-untyped-def]
+def client(monitor):
     return monitor.dash_app.server.test_client()
 
 
-def _publish_group(monitor, redis_client, channel, n=3):  # type: ignore[no-untyped-def]
+def _publish_group(monitor, redis_client, channel, n=3):
     for i, symbol in enumerate(("AAPL", "MSFT", "TSLA")[:n]):
         redis_client.publish(channel, payload(
             error_message=f"failed for {symbol} after {i} retries", severity="error",
@@ -29,7 +29,7 @@ def _publish_group(monitor, redis_client, channel, n=3):  # type: ignore[no-unty
 
 
 def test_published_errors_become_one_group_that_can_be_resolved(
-        monitor, client, redis_client, channel):  # type: ignore[no-untyped-def]
+        monitor, client, redis_client, channel):
     _publish_group(monitor, redis_client, channel)
     (group,) = client.get("/api/groups").get_json()
     assert group["count"] == 3 and group["symbolCount"] == 3 and group["state"] == "unresolved"
@@ -44,7 +44,7 @@ def test_published_errors_become_one_group_that_can_be_resolved(
              message="the regression")
 
 
-def test_bulk_ignore_until_a_time(monitor, client, redis_client, channel):  # type: ignore[no-untyped-def]
+def test_bulk_ignore_until_a_time(monitor, client, redis_client, channel):
     _publish_group(monitor, redis_client, channel, n=1)
     (group,) = client.get("/api/groups").get_json()
     until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
@@ -64,7 +64,7 @@ def test_bulk_ignore_until_a_time(monitor, client, redis_client, channel):  # ty
     ({"state": "ignored", "count": "5"}, "count must be a whole number"),
     ({"state": "resolved", "count": 5}, "count goes with state ignored only"),
 ])
-def test_bad_state_changes_get_400(monitor, client, redis_client, channel, body, fragment):  # type: ignore[no-untyped-def]
+def test_bad_state_changes_get_400(monitor, client, redis_client, channel, body, fragment):
     _publish_group(monitor, redis_client, channel, n=1)
     (group,) = client.get("/api/groups").get_json()
     answer = client.post(f"/api/groups/{group['fingerprint']}/state", json=body)
@@ -72,7 +72,7 @@ def test_bad_state_changes_get_400(monitor, client, redis_client, channel, body,
     assert fragment in answer.get_json()["error"]
 
 
-def test_unknown_groups_get_404(client):  # type: ignore[no-untyped-def]
+def test_unknown_groups_get_404(client):
     assert client.get("/api/groups/" + "0" * 40).status_code == 404
     answer = client.post("/api/groups/" + "0" * 40 + "/state", json={"state": "resolved"})
     assert answer.status_code == 404 and "no group" in answer.get_json()["error"]
@@ -83,6 +83,6 @@ def test_unknown_groups_get_404(client):  # type: ignore[no-untyped-def]
     ("hours=-1", "hours must be from"), ("limit=5000", "limit must be from"),
     ("q=" + "x" * 201, "q must be at most 200 characters"),
 ])
-def test_bad_list_parameters_get_400(client, query, fragment):  # type: ignore[no-untyped-def]
+def test_bad_list_parameters_get_400(client, query, fragment):
     answer = client.get(f"/api/groups?{query}")
     assert answer.status_code == 400 and fragment in answer.get_json()["error"]

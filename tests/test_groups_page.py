@@ -34,13 +34,13 @@ def grouped(**fields: Any) -> Any:
     return replace(e, fingerprint=fingerprint(e))
 
 
-def _write(engine, *events: Any) -> None:  # type: ignore[no-untyped-def]
+def _write(engine, *events: Any) -> None:
     store = ErrorStore(engine, hooks=[GroupsHook()])
     store.write_batch(list(events))
     store.close()
 
 
-def _two_groups(engine) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def _two_groups(engine) -> tuple[str, str]:
     """A loader group (3 events, 3 symbols) and a pattern group (1 event, no symbol)."""
     loads = [grouped(error_id=f"load{i}", error_type="LoaderError",
                      error_message=f"failed for {sym} after {i} retries", component="Loader",
@@ -54,7 +54,7 @@ def _two_groups(engine) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     return loads[0].fingerprint, pattern.fingerprint
 
 
-def _state(engine, fp: str) -> str:  # type: ignore[no-untyped-def]
+def _state(engine, fp: str) -> str:
     found = group_detail(engine, fp)
     assert found is not None
     return str(found["state"])
@@ -75,7 +75,7 @@ def test_symbols_are_counted_and_the_first_few_named() -> None:
     assert page.symbols_text(12, top) == "12: AAPL, MSFT, TSLA +9"
 
 
-def test_rows_carry_counts_symbols_states_and_a_24_hour_strip(engine) -> None:  # type: ignore[no-untyped-def]
+def test_rows_carry_counts_symbols_states_and_a_24_hour_strip(engine) -> None:
     loader, pattern = _two_groups(engine)
     rows = {r["id"]: r for r in page.load_rows(engine, None, "7d", None, "last_seen")}
     assert set(rows) == {loader, pattern}
@@ -92,7 +92,7 @@ def test_rows_carry_counts_symbols_states_and_a_24_hour_strip(engine) -> None:  
     assert page.load_rows(engine, None, "7d", None, "count")[0]["id"] == loader
 
 
-def test_filters_by_state_window_and_text(engine) -> None:  # type: ignore[no-untyped-def]
+def test_filters_by_state_window_and_text(engine) -> None:
     loader, pattern = _two_groups(engine)
     assert page.change_state(engine, [loader], "resolve").ok
     assert [r["id"] for r in page.load_rows(engine, "resolved", "all", "", None)] == [loader]
@@ -106,7 +106,7 @@ def test_filters_by_state_window_and_text(engine) -> None:  # type: ignore[no-un
 
 
 # -- triage -----------------------------------------------------------------------------------
-def test_resolve_and_ignore_change_the_groups_and_say_what_changed(engine) -> None:  # type: ignore[no-untyped-def]
+def test_resolve_and_ignore_change_the_groups_and_say_what_changed(engine) -> None:
     loader, pattern = _two_groups(engine)
     change = page.change_state(engine, [loader, pattern], "resolve",
                                titles=["LoaderError: failed", "Doji"])
@@ -138,7 +138,7 @@ def test_resolve_and_ignore_change_the_groups_and_say_what_changed(engine) -> No
     ("ignore-count", None, "enter how many more events"),
     ("explode", None, "unknown action"),
 ])
-def test_bad_triage_changes_nothing_and_says_why(engine, action, count, fragment) -> None:  # type: ignore[no-untyped-def]
+def test_bad_triage_changes_nothing_and_says_why(engine, action, count, fragment) -> None:
     loader, _ = _two_groups(engine)
     change = page.change_state(engine, [loader], action, ignore_count=count)
     assert not change.ok and change.colour == "warning"
@@ -146,7 +146,7 @@ def test_bad_triage_changes_nothing_and_says_why(engine, action, count, fragment
     assert _state(engine, loader) == "unresolved"
 
 
-def test_a_bulk_change_with_an_unknown_group_changes_none(engine) -> None:  # type: ignore[no-untyped-def]
+def test_a_bulk_change_with_an_unknown_group_changes_none(engine) -> None:
     loader, _ = _two_groups(engine)
     change = page.change_state(engine, [loader, "0" * 40], "resolve")
     assert not change.ok and "no group with fingerprint" in change.message
@@ -162,7 +162,7 @@ def test_only_a_click_on_a_title_opens_the_group() -> None:
 
 
 # -- one group ----------------------------------------------------------------------------------
-def test_the_group_page_shows_events_symbols_and_the_latest_traceback(engine) -> None:  # type: ignore[no-untyped-def]
+def test_the_group_page_shows_events_symbols_and_the_latest_traceback(engine) -> None:
     loader, _ = _two_groups(engine)
     nodes = component_nodes(page.group_layout(engine, loader))
     texts = [n.children for n in nodes if isinstance(getattr(n, "children", None), str)]
@@ -176,7 +176,7 @@ def test_the_group_page_shows_events_symbols_and_the_latest_traceback(engine) ->
         assert type(node).__name__ != "Markdown"
 
 
-def test_the_chart_starts_at_the_first_hour_seen(engine) -> None:  # type: ignore[no-untyped-def]
+def test_the_chart_starts_at_the_first_hour_seen(engine) -> None:
     loader, _ = _two_groups(engine)
     found = group_detail(engine, loader)
     assert found is not None
@@ -188,20 +188,20 @@ def test_the_chart_starts_at_the_first_hour_seen(engine) -> None:  # type: ignor
     assert list(figure.data[0].y) == series["counts"]
 
 
-def test_an_unknown_fingerprint_is_a_clear_no_such_group_page(engine) -> None:  # type: ignore[no-untyped-def]
+def test_an_unknown_fingerprint_is_a_clear_no_such_group_page(engine) -> None:
     answer = str(page.group_layout(engine, "<b>nope</b>"))
     assert "No such group" in answer and "<b>nope</b>" in answer
 
 
 # -- callbacks, as the browser calls them ---------------------------------------------------------
 @pytest.fixture
-def monitor(make_settings, db_url):  # type: ignore[no-untyped-def]
+def monitor(make_settings, db_url):
     monitor = app_module.build(make_settings(database_url=db_url))
     yield monitor
     monitor.stop()
 
 
-def _post(client, outputs: list[tuple[str, str]], inputs: list, state: list,  # type: ignore[no-untyped-def, type-arg]
+def _post(client, outputs: list[tuple[str, str]], inputs: list, state: list,
           changed: list[str]) -> Any:
     body = {"output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
             "outputs": [{"id": i, "property": p} for i, p in outputs],
@@ -209,7 +209,7 @@ def _post(client, outputs: list[tuple[str, str]], inputs: list, state: list,  # 
     return _send(client, body)
 
 
-def _send(client, body: dict[str, Any]) -> Any:  # type: ignore[no-untyped-def]
+def _send(client, body: dict[str, Any]) -> Any:
     response = client.post("/_dash-update-component", json=body)
     assert response.status_code in (200, 204), response.data[:500]
     return response.get_json() if response.status_code == 200 else None
@@ -221,7 +221,7 @@ _LIST_OUT = [(ids.GROUPS_GRID, "rowData"), (ids.GROUPS_GRID, "selectedRows"),
              (ids.GROUPS_NOTICE, "is_open")]
 
 
-def _list_call(client, clicked: str | None, selected: list, last_digest: str | None) -> Any:  # type: ignore[no-untyped-def, type-arg]
+def _list_call(client, clicked: str | None, selected: list, last_digest: str | None) -> Any:
     buttons = [{"id": {"type": ids.GROUPS_ACTION, "action": a}, "property": "n_clicks",
                 "value": 1 if a == clicked else None} for a in page.ACTIONS]
     inputs = [{"id": ids.GROUPS_INTERVAL, "property": "n_intervals", "value": 3},
@@ -239,7 +239,7 @@ def _list_call(client, clicked: str | None, selected: list, last_digest: str | N
     return _post(client, _LIST_OUT, inputs, state, changed)
 
 
-def test_a_tick_sends_rows_only_when_they_changed_and_never_touches_the_selection(monitor) -> None:  # type: ignore[no-untyped-def]
+def test_a_tick_sends_rows_only_when_they_changed_and_never_touches_the_selection(monitor) -> None:
     loader, pattern = _two_groups(monitor.engine)
     client = monitor.dash_app.server.test_client()
     selected = [{"id": loader, "title": "LoaderError"}]
@@ -251,7 +251,7 @@ def test_a_tick_sends_rows_only_when_they_changed_and_never_touches_the_selectio
     assert again is None or again["response"] == {}  # nothing changed, nothing sent
 
 
-def test_the_resolve_button_resolves_the_selection_and_confirms(monitor) -> None:  # type: ignore[no-untyped-def]
+def test_the_resolve_button_resolves_the_selection_and_confirms(monitor) -> None:
     loader, pattern = _two_groups(monitor.engine)
     client = monitor.dash_app.server.test_client()
     rows = page.load_rows(monitor.engine, None, "7d", None, "last_seen")
@@ -264,7 +264,7 @@ def test_the_resolve_button_resolves_the_selection_and_confirms(monitor) -> None
     assert states == {loader: "resolved", pattern: "unresolved"}
 
 
-def test_the_group_pages_render_through_the_router(monitor) -> None:  # type: ignore[no-untyped-def]
+def test_the_group_pages_render_through_the_router(monitor) -> None:
     loader, _ = _two_groups(monitor.engine)
     client = monitor.dash_app.server.test_client()
     for path, marker in (("/groups", ids.GROUPS_GRID), (f"/groups/{loader}", ids.GROUP_CHART),
@@ -278,7 +278,7 @@ def test_the_group_pages_render_through_the_router(monitor) -> None:  # type: ig
         assert marker in str(answer), path
 
 
-def test_the_overview_groups_list_is_active_groups_newest_first(engine) -> None:  # type: ignore[no-untyped-def]
+def test_the_overview_groups_list_is_active_groups_newest_first(engine) -> None:
     loader, pattern = _two_groups(engine)
     assert [r["id"] for r in page.overview_rows(engine, "24h")] == [pattern, loader]
     assert [r["id"] for r in page.overview_rows(engine, "1h")] == [pattern]
@@ -286,11 +286,11 @@ def test_the_overview_groups_list_is_active_groups_newest_first(engine) -> None:
 
 # -- in the browser ---------------------------------------------------------------------------
 @pytest.fixture
-def live_monitor(start_monitor, pg_url, pg_engine):  # type: ignore[no-untyped-def]
+def live_monitor(start_monitor, pg_url, pg_engine):
     return start_monitor(database_url=pg_url)
 
 
-def _publish_two_groups(monitor, redis_client, channel) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def _publish_two_groups(monitor, redis_client, channel) -> tuple[str, str]:
     for i, symbol in enumerate(("AAPL", "MSFT", "TSLA")):
         redis_client.publish(channel, payload(
             error_type="LoaderError", error_message=f"failed for {symbol} after {i} retries",
@@ -304,26 +304,26 @@ def _publish_two_groups(monitor, redis_client, channel) -> tuple[str, str]:  # t
     return fps["LoaderError"], fps["RSIError"]
 
 
-def _cell(dash_duo, grid: str, row_id: str, column: str) -> str:  # type: ignore[no-untyped-def]
+def _cell(dash_duo, grid: str, row_id: str, column: str) -> str:
     found = dash_duo.driver.find_elements(
         By.CSS_SELECTOR, f"#{grid} .ag-row[row-id='{row_id}'] .ag-cell[col-id='{column}']")
     return found[0].text if found else ""
 
 
-def _select(dash_duo, row_id: str) -> None:  # type: ignore[no-untyped-def]
+def _select(dash_duo, row_id: str) -> None:
     dash_duo.driver.find_element(
         By.CSS_SELECTOR, f"#{ids.GROUPS_GRID} .ag-row[row-id='{row_id}'] "
                          "input.ag-checkbox-input").click()
 
 
-def _selected(dash_duo, row_id: str) -> bool:  # type: ignore[no-untyped-def]
+def _selected(dash_duo, row_id: str) -> bool:
     rows = dash_duo.driver.find_elements(
         By.CSS_SELECTOR, f"#{ids.GROUPS_GRID} .ag-row[row-id='{row_id}']")
     return bool(rows) and "ag-row-selected" in (rows[0].get_attribute("class") or "")
 
 
 @pytest.mark.browser
-def test_gr001_resolve_a_group_then_see_it_regress(dash_duo, live_monitor, redis_client,  # type: ignore[no-untyped-def]
+def test_gr001_resolve_a_group_then_see_it_regress(dash_duo, live_monitor, redis_client,
                                                    channel) -> None:
     loader, rsi = _publish_two_groups(live_monitor, redis_client, channel)
     dash_duo.start_server(live_monitor.dash_app)
@@ -378,14 +378,14 @@ def test_gr001_resolve_a_group_then_see_it_regress(dash_duo, live_monitor, redis
 
 
 @pytest.mark.browser
-def test_gr002_unknown_group_is_a_no_such_group_page(dash_duo, live_monitor) -> None:  # type: ignore[no-untyped-def]
+def test_gr002_unknown_group_is_a_no_such_group_page(dash_duo, live_monitor) -> None:
     dash_duo.start_server(live_monitor.dash_app)
     dash_duo.driver.get(f"{dash_duo.server_url}/groups/{'0' * 40}")
     dash_duo.wait_for_contains_text(f"#{ids.GROUP_PAGE}", "No such group", timeout=10)
 
 
 @pytest.mark.browser
-def test_ov010_overview_switches_between_events_and_groups(dash_duo, live_monitor,  # type: ignore[no-untyped-def]
+def test_ov010_overview_switches_between_events_and_groups(dash_duo, live_monitor,
                                                           redis_client, channel) -> None:
     loader, rsi = _publish_two_groups(live_monitor, redis_client, channel)
     dash_duo.start_server(live_monitor.dash_app)

@@ -11,13 +11,13 @@ from tests.conftest import wait_for
 from tests.factories import payload
 
 
-def _count(engine, table) -> int:  # type: ignore[no-untyped-def]
+def _count(engine, table) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(table)).scalar_one()
 
 
 def test_published_errors_are_stored_and_malformed_ones_dead_lettered(
-        engine, db_url, make_settings, redis_client, channel):  # type: ignore[no-untyped-def]
+        engine, db_url, make_settings, redis_client, channel):
     ingest = IngestService(make_settings(database_url=db_url), engine)
     ingest.start()
     try:
@@ -39,7 +39,7 @@ def test_published_errors_are_stored_and_malformed_ones_dead_lettered(
 
 
 def test_a_second_pubsub_ingest_on_the_same_channel_is_refused(
-        engine, db_url, make_settings, tmp_path, redis_client):  # type: ignore[no-untyped-def]
+        engine, db_url, make_settings, tmp_path, redis_client):
     """Issue 16: two pub/sub ingests on one channel would store and alert everything twice."""
     from ingest.pubsub_lease import ChannelTaken
 

@@ -24,11 +24,11 @@ FAST = {"jobs_check_interval_ms": 100, "no_listener_seconds": 1,
 
 
 @pytest.fixture
-def names(channel):  # type: ignore[no-untyped-def]
+def names(channel):
     return jobs_names(channel)
 
 
-def _start(make_settings, db_url, receiver, **overrides):  # type: ignore[no-untyped-def]
+def _start(make_settings, db_url, receiver, **overrides):
     monitor = app_module.build(make_settings(
         database_url=db_url, alert_webhook_url=receiver.url, **{**FAST, **overrides}))
     monitor.start()
@@ -37,17 +37,17 @@ def _start(make_settings, db_url, receiver, **overrides):  # type: ignore[no-unt
     return monitor
 
 
-def _envelope(event: str, **payload_fields) -> bytes:  # type: ignore[no-untyped-def]
+def _envelope(event: str, **payload_fields) -> bytes:
     return orjson.dumps({"event": event, "timestamp": datetime.now(UTC).isoformat(),
                          "source": "TickStockPL", "version": "1.0", "payload": payload_fields})
 
 
-def _fired(receiver, rule: str) -> list[str]:  # type: ignore[no-untyped-def]
+def _fired(receiver, rule: str) -> list[str]:
     return [b["kind"] for b in receiver.bodies if b.get("rule") == rule]
 
 
 def test_a_job_nobody_picks_up_fires_no_listener_then_job_stuck_each_once(
-        make_settings, db_url, receiver, redis_client, names):  # type: ignore[no-untyped-def]
+        make_settings, db_url, receiver, redis_client, names):
     monitor = _start(make_settings, db_url, receiver)
     client = monitor.dash_app.server.test_client()
     try:
@@ -83,7 +83,7 @@ def test_a_job_nobody_picks_up_fires_no_listener_then_job_stuck_each_once(
 
 
 def test_the_monitor_never_counts_as_a_subscriber_of_the_data_loader_channel(
-        make_settings, db_url, receiver, redis_client, names):  # type: ignore[no-untyped-def]
+        make_settings, db_url, receiver, redis_client, names):
     monitor = _start(make_settings, db_url, receiver)
     try:
         assert redis_client.pubsub_numsub(names["listener"]) == [
@@ -94,7 +94,7 @@ def test_the_monitor_never_counts_as_a_subscriber_of_the_data_loader_channel(
         monitor.stop()
 
 
-def _run(redis_client, names, run_id: str, rate: float = 99.5,  # type: ignore[no-untyped-def]
+def _run(redis_client, names, run_id: str, rate: float = 99.5,
          complete: bool = True) -> None:
     prefix = names["prefix"]
     redis_client.publish(f"{prefix}:processing:status",
@@ -114,7 +114,7 @@ def _run(redis_client, names, run_id: str, rate: float = 99.5,  # type: ignore[n
 
 
 def test_a_run_whose_events_stop_fires_run_stalled(
-        make_settings, db_url, receiver, redis_client, names):  # type: ignore[no-untyped-def]
+        make_settings, db_url, receiver, redis_client, names):
     monitor = _start(make_settings, db_url, receiver)
     client = monitor.dash_app.server.test_client()
     try:
@@ -133,7 +133,7 @@ def test_a_run_whose_events_stop_fires_run_stalled(
 
 
 def test_a_run_completing_with_success_rate_80_fires_run_failed_and_a_healthy_one_nothing(
-        make_settings, db_url, receiver, redis_client, names):  # type: ignore[no-untyped-def]
+        make_settings, db_url, receiver, redis_client, names):
     monitor = _start(make_settings, db_url, receiver)
     client = monitor.dash_app.server.test_client()
     try:
@@ -159,7 +159,7 @@ def test_a_run_completing_with_success_rate_80_fires_run_failed_and_a_healthy_on
 
 
 def test_errors_are_linked_and_unknown_shapes_dead_lettered_with_their_channel(
-        make_settings, db_url, receiver, redis_client, names, channel):  # type: ignore[no-untyped-def]
+        make_settings, db_url, receiver, redis_client, names, channel):
     monitor = _start(make_settings, db_url, receiver)
     client = monitor.dash_app.server.test_client()
     prefix = names["prefix"]
@@ -195,7 +195,7 @@ def test_errors_are_linked_and_unknown_shapes_dead_lettered_with_their_channel(
 
 
 def test_a_restart_rebuilds_running_runs_and_open_jobs(
-        make_settings, db_url, receiver, redis_client, names):  # type: ignore[no-untyped-def]
+        make_settings, db_url, receiver, redis_client, names):
     key = f"{names['prefix']}.jobs.status:job-r"
     redis_client.set(key, orjson.dumps({"status": "running", "progress": 40}), ex=60)
     first = _start(make_settings, db_url, receiver, run_stall_seconds=600)
@@ -218,10 +218,10 @@ def test_a_restart_rebuilds_running_runs_and_open_jobs(
 
 
 def test_a_missed_scheduled_start_fires_run_missed_on_a_clock_passed_in(
-        make_settings, engine):  # type: ignore[no-untyped-def]
+        make_settings, engine):
     # Monday 2026-11-02, 16:10 in New York is 21:10 UTC.
     now = [datetime(2026, 11, 2, 20, 0, tzinfo=UTC)]
-    notices: list = []  # type: ignore[type-arg]
+    notices: list = []
     # The listener check runs too (nobody listens in a test): only run_missed counts here.
     alerts = AlertEngine(clock=lambda: now[0], on_notice=lambda n: n.alert["rule"] == "run_missed"
                          and notices.append(n))
@@ -247,7 +247,7 @@ def test_a_missed_scheduled_start_fires_run_missed_on_a_clock_passed_in(
 
 
 def test_errors_on_the_processing_and_monitoring_channels_are_stored_once_and_alerted(
-        make_settings, db_url, receiver, redis_client, names):  # type: ignore[no-untyped-def]
+        make_settings, db_url, receiver, redis_client, names):
     """Issue 15's check: errors that never reach the error channel are stored and alerted."""
     monitor = _start(make_settings, db_url, receiver)
     client = monitor.dash_app.server.test_client()

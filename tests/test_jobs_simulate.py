@@ -7,7 +7,7 @@ from tests.conftest import wait_for
 
 
 def test_simulated_runs_and_jobs_reach_their_states(start_monitor, redis_client,
-                                                    make_settings) -> None:  # type: ignore[no-untyped-def]
+                                                    make_settings) -> None:
     fast = {"jobs_check_interval_ms": 100, "run_stall_seconds": 1,
             "job_submitted_timeout_seconds": 1}
     monitor = start_monitor(**fast)

@@ -20,7 +20,7 @@ from tests.conftest import REDIS_URL, wait_for
 from tests.factories import event
 
 
-def _status(**overrides):  # type: ignore[no-untyped-def]
+def _status(**overrides):
     base = {"subscribed": True, "storeOk": True, "lastBatchSeconds": 0.01,
             "counters": {"received": 1, "replayed": 0, "stored": 1}, "channel": "c"}
     base.update(overrides)
@@ -36,20 +36,20 @@ def _held(follower: LiveFeedFollower) -> list[tuple[int, str]]:
 
 
 @pytest.fixture
-def feed(channel, redis_client):  # type: ignore[no-untyped-def]
+def feed(channel, redis_client):
     """Publishers and followers on the test's channel, all stopped and cleaned up after."""
     made: list[LiveFeedPublisher | LiveFeedFollower] = []
 
     class Feed:
         names = FeedNames.for_channel(channel)
 
-        def publisher(self, capacity: int = 100, status=_status):  # type: ignore[no-untyped-def]
+        def publisher(self, capacity: int = 100, status=_status):
             publisher = LiveFeedPublisher(REDIS_URL, channel, status, capacity)
             publisher.start()
             made.append(publisher)
             return publisher
 
-        def follower(self, capacity: int = 100, **kwargs):  # type: ignore[no-untyped-def]
+        def follower(self, capacity: int = 100, **kwargs):
             follower = LiveFeedFollower(REDIS_URL, channel, capacity, **kwargs)
             follower.start()
             made.append(follower)
@@ -62,7 +62,7 @@ def feed(channel, redis_client):  # type: ignore[no-untyped-def]
     redis_client.delete(names.seq, names.recent, names.status)
 
 
-def test_every_follower_holds_the_same_sequence_numbers(feed):  # type: ignore[no-untyped-def]
+def test_every_follower_holds_the_same_sequence_numbers(feed):
     publisher = feed.publisher()
     followers = [feed.follower(), feed.follower()]
     wait_for(lambda: all(f.connected for f in followers))
@@ -78,7 +78,7 @@ def test_every_follower_holds_the_same_sequence_numbers(feed):  # type: ignore[n
     assert 10**15 < seqs[0] < 2**53
 
 
-def test_a_late_follower_backfills_the_newest_entries(feed):  # type: ignore[no-untyped-def]
+def test_a_late_follower_backfills_the_newest_entries(feed):
     publisher = feed.publisher(capacity=5)
     publisher.publish(_entries(*(f"e{i}" for i in range(8))))
     wait_for(lambda: publisher.published == 8)
@@ -87,7 +87,7 @@ def test_a_late_follower_backfills_the_newest_entries(feed):  # type: ignore[no-
     assert follower.ring.last_seq == publisher.last_seq
 
 
-def test_a_restarted_ingest_continues_the_numbering(feed, redis_client):  # type: ignore[no-untyped-def]
+def test_a_restarted_ingest_continues_the_numbering(feed, redis_client):
     follower = feed.follower()
     first = feed.publisher()
     first.publish(_entries("before"))
@@ -105,7 +105,7 @@ def test_a_restarted_ingest_continues_the_numbering(feed, redis_client):  # type
     assert _held(follower)[-1][0] > seq_after
 
 
-def test_health_is_unknown_without_a_fresh_heartbeat(feed):  # type: ignore[no-untyped-def]
+def test_health_is_unknown_without_a_fresh_heartbeat(feed):
     publisher = feed.publisher()
     follower = feed.follower(stale_after=1.5)
     wait_for(lambda: follower.monitor_summary()["ingest"] == "ok", message="a heartbeat")
@@ -120,7 +120,7 @@ def test_health_is_unknown_without_a_fresh_heartbeat(feed):  # type: ignore[no-u
     assert status["counters"]["anything"] == 0  # what the metrics ask for never fails
 
 
-def test_a_heartbeat_that_stops_changing_is_stale(feed, redis_client):  # type: ignore[no-untyped-def]
+def test_a_heartbeat_that_stops_changing_is_stale(feed, redis_client):
     # A frozen process (SIGSTOP, a hung host) leaves its last heartbeat behind unchanged.
     frozen = json.dumps({"id": "frozen:1", "at": time.time(), "status": _status()})
     redis_client.hset(feed.names.status, "frozen:1", frozen)
@@ -129,14 +129,14 @@ def test_a_heartbeat_that_stops_changing_is_stale(feed, redis_client):  # type: 
     wait_for(lambda: follower.listening_state().subscribed is False, timeout=5)
 
 
-def test_no_heartbeat_at_all_is_unknown_and_metrics_still_answer(feed):  # type: ignore[no-untyped-def]
+def test_no_heartbeat_at_all_is_unknown_and_metrics_still_answer(feed):
     follower = feed.follower()
     status = follower.status()
     assert status["ingest"] == "no heartbeat" and status["subscribed"] is False
     assert status["counters"]["received"] == 0
 
 
-def test_unreadable_feed_messages_are_counted_and_skipped(feed, redis_client):  # type: ignore[no-untyped-def]
+def test_unreadable_feed_messages_are_counted_and_skipped(feed, redis_client):
     follower = feed.follower()
     wait_for(lambda: follower.connected)
     redis_client.publish(feed.names.channel, b"not a feed message")
@@ -147,7 +147,7 @@ def test_unreadable_feed_messages_are_counted_and_skipped(feed, redis_client):  
     assert follower.undecodable == 2
 
 
-def test_the_publisher_never_blocks_the_pipeline_when_redis_is_away():  # type: ignore[no-untyped-def]
+def test_the_publisher_never_blocks_the_pipeline_when_redis_is_away():
     publisher = LiveFeedPublisher("redis://127.0.0.1:1/0", "nowhere", _status, 10,
                                   max_pending=100)
     publisher.start()
@@ -162,7 +162,7 @@ def test_the_publisher_never_blocks_the_pipeline_when_redis_is_away():  # type: 
         publisher.stop()
 
 
-def test_wire_format_round_trips_an_event():  # type: ignore[no-untyped-def]
+def test_wire_format_round_trips_an_event():
     original = event(error_id="w1", context={"symbol": "AAPL", "n": [1, 2]}, symbol="AAPL")
     from live.feed import encode_event
 
@@ -171,7 +171,7 @@ def test_wire_format_round_trips_an_event():  # type: ignore[no-untyped-def]
     assert entry.seq == 41 and entry.event == original
 
 
-def test_several_ingest_processes_are_summed():  # type: ignore[no-untyped-def]
+def test_several_ingest_processes_are_summed():
     one = _status(counters={"received": 3, "replayed": 0, "stored": 3, "duplicate": 0,
                             "rejected": 0, "refused": 0, "log_only": 0, "spool_unread": 0,
                             "pending_write": 0, "dropped": 0},
@@ -191,7 +191,7 @@ def test_several_ingest_processes_are_summed():  # type: ignore[no-untyped-def]
 
 
 def test_a_web_only_monitor_serves_the_feed_of_an_ingest_elsewhere(
-        make_settings, sqlite_url, redis_client):  # type: ignore[no-untyped-def]
+        make_settings, sqlite_url, redis_client):
     settings = make_settings(database_url=sqlite_url)
     # The ingest process, in miniature: IngestService plus the publisher, as ingest/__main__.
     ingest_side = app_module.build(settings)
@@ -232,7 +232,7 @@ def test_a_web_only_monitor_serves_the_feed_of_an_ingest_elsewhere(
         redis_client.delete(names.seq, names.recent, names.status)
 
 
-def test_importing_app_connects_to_nothing_and_starts_no_thread(tmp_path):  # type: ignore[no-untyped-def]
+def test_importing_app_connects_to_nothing_and_starts_no_thread(tmp_path):
     code = ("import threading, app; "
             "assert app.server.monitor is None; "
             "print(sorted(t.name for t in threading.enumerate()))")

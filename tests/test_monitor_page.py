@@ -51,7 +51,7 @@ def counts(view: dict[str, Any]) -> dict[str, str]:
 
 
 @pytest.fixture
-def ingest(engine, db_url, make_settings) -> Iterator[IngestService]:  # type: ignore[no-untyped-def]
+def ingest(engine, db_url, make_settings) -> Iterator[IngestService]:
     service = IngestService(make_settings(database_url=db_url), engine)
     service.start()
     wait_for(lambda: service.subscriber.subscribed, message="subscription")
@@ -61,7 +61,7 @@ def ingest(engine, db_url, make_settings) -> Iterator[IngestService]:  # type: i
 
 # -- texts from a real status ------------------------------------------------------------------
 def test_published_messages_show_as_counts_rates_and_conservation_ok(
-        ingest, redis_client, channel) -> None:  # type: ignore[no-untyped-def]
+        ingest, redis_client, channel) -> None:
     for i in range(3):
         redis_client.publish(channel, payload(error_id=f"mon-{i}"))
     redis_client.publish(channel, b"{not json")
@@ -109,7 +109,7 @@ def test_published_messages_show_as_counts_rates_and_conservation_ok(
 
 
 def test_an_unreachable_store_shows_since_when_why_and_the_messages_pending(
-        make_settings, redis_client, channel, tmp_path) -> None:  # type: ignore[no-untyped-def]
+        make_settings, redis_client, channel, tmp_path) -> None:
     # A PostgreSQL port nothing listens on: the store is away from the start.
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
     engine = make_engine(url)
@@ -142,7 +142,7 @@ def test_an_unreachable_store_shows_since_when_why_and_the_messages_pending(
 
 
 def test_a_redis_outage_is_listed_newest_first_with_its_duration(
-        make_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+        make_settings, tmp_path) -> None:
     server = PrivateRedis(tmp_path).start()
     settings = make_settings(redis_url=server.url, redis_health_check_interval=1)
     engine = make_engine(settings.database_url)
@@ -172,7 +172,7 @@ def test_a_redis_outage_is_listed_newest_first_with_its_duration(
 
 
 def test_webhook_failures_are_counted_and_its_url_never_shown(
-        engine, db_url, make_settings, redis_client, channel) -> None:  # type: ignore[no-untyped-def]
+        engine, db_url, make_settings, redis_client, channel) -> None:
     secret = f"T0/B0/{uuid.uuid4().hex}"
     settings = make_settings(database_url=db_url,
                              alert_webhook_url=f"http://127.0.0.1:{free_port()}/hooks/{secret}",
@@ -204,7 +204,7 @@ def test_webhook_failures_are_counted_and_its_url_never_shown(
 
 
 def test_retention_shows_not_run_then_its_last_run_and_a_failure(
-        engine, make_settings) -> None:  # type: ignore[no-untyped-def]
+        engine, make_settings) -> None:
     settings = make_settings()
     job = RetentionJob.from_settings(engine, settings)
     status = IngestService(settings, engine).status()
@@ -259,7 +259,7 @@ def test_small_texts() -> None:
     assert reason.startswith("ConnectionError: Error connecting to redis://cache:6379/…")
 
 
-def test_a_leak_shows_as_mismatch_with_both_sides_after_a_second_reading(ingest) -> None:  # type: ignore[no-untyped-def]
+def test_a_leak_shows_as_mismatch_with_both_sides_after_a_second_reading(ingest) -> None:
     healthy = ingest.status()
     leaking = {**healthy, "counters": {**healthy["counters"], "received": 7}}
     view = monitor.conservation_view(leaking)
@@ -277,7 +277,7 @@ def test_a_leak_shows_as_mismatch_with_both_sides_after_a_second_reading(ingest)
 
 
 # -- ticks ----------------------------------------------------------------------------------------
-def test_a_tick_sends_only_what_changed_and_a_failing_status_is_said(ingest) -> None:  # type: ignore[no-untyped-def]
+def test_a_tick_sends_only_what_changed_and_a_failing_status_is_said(ingest) -> None:
     status = ingest.status()
 
     def fixed() -> dict[str, Any]:
@@ -301,7 +301,7 @@ def test_a_tick_sends_only_what_changed_and_a_failing_status_is_said(ingest) -> 
     assert problem is None  # the banner goes with the first good reading
 
 
-def test_the_page_renders_and_says_when_the_status_cannot_be_read(ingest) -> None:  # type: ignore[no-untyped-def]
+def test_the_page_renders_and_says_when_the_status_cannot_be_read(ingest) -> None:
     page = text_of(monitor.layout(ingest.status))
     for title in ("Redis subscription", "Listening", "Store", "Conservation", "Counters",
                   "Incident history", "Retention", "Alert webhook", "OK", "received"):
@@ -314,7 +314,7 @@ def test_the_page_renders_and_says_when_the_status_cannot_be_read(ingest) -> Non
     assert "Status unavailable: RuntimeError: no ingest." in page
 
 
-def test_monitor_route_serves_the_page(make_settings) -> None:  # type: ignore[no-untyped-def]
+def test_monitor_route_serves_the_page(make_settings) -> None:
     built = app_module.build(make_settings())
     try:
         client = built.dash_app.server.test_client()
@@ -335,7 +335,7 @@ def test_monitor_route_serves_the_page(make_settings) -> None:  # type: ignore[n
 # -- in a browser ------------------------------------------------------------------------------
 @pytest.mark.browser
 def test_mo001_counters_reach_the_published_count_and_conservation_is_ok(
-        dash_duo, make_settings, pg_url, pg_engine, redis_client, channel) -> None:  # type: ignore[no-untyped-def]
+        dash_duo, make_settings, pg_url, pg_engine, redis_client, channel) -> None:
     running = app_module.build(make_settings(database_url=pg_url))
     running.start()
     try:
@@ -365,7 +365,7 @@ def test_mo001_counters_reach_the_published_count_and_conservation_is_ok(
 
 
 def test_a_process_whose_retention_run_another_took_says_it_stands_by(
-        engine, make_settings) -> None:  # type: ignore[no-untyped-def]
+        engine, make_settings) -> None:
     settings = make_settings()
     first, second = (RetentionJob.from_settings(engine, settings) for _ in range(2))
     assert first.run_scheduled() is not None

@@ -15,7 +15,7 @@ from tests.real_shapes import cases, minimal_message
 
 
 @pytest.fixture
-def monitor(start_monitor, pg_url, receiver):  # type: ignore[no-untyped-def]
+def monitor(start_monitor, pg_url, receiver):
     from queries.engine import make_engine
     from tests.conftest import fresh_schema
 
@@ -25,12 +25,12 @@ def monitor(start_monitor, pg_url, receiver):  # type: ignore[no-untyped-def]
     return start_monitor(database_url=pg_url, alert_webhook_url=receiver.url)
 
 
-def _stored(monitor, count: int) -> None:  # type: ignore[no-untyped-def]
+def _stored(monitor, count: int) -> None:
     wait_for(lambda: monitor.ingest.counters()["stored"] >= count, timeout=10,
              message=f"{count} rows stored")
 
 
-def test_every_real_shape_shows_what_the_operator_must_see(monitor, redis_client, channel):  # type: ignore[no-untyped-def]
+def test_every_real_shape_shows_what_the_operator_must_see(monitor, redis_client, channel):
     client = monitor.dash_app.server.test_client()
     corpus = cases()
     for case in corpus:
@@ -51,7 +51,7 @@ def test_every_real_shape_shows_what_the_operator_must_see(monitor, redis_client
 
 
 def test_fifty_recurrences_of_a_minimal_message_are_fifty_rows_and_one_group_of_fifty(
-        monitor, redis_client, channel):  # type: ignore[no-untyped-def]
+        monitor, redis_client, channel):
     client = monitor.dash_app.server.test_client()
     raw = orjson.dumps(minimal_message())
     pipe = redis_client.pipeline(transaction=False)
@@ -67,7 +67,7 @@ def test_fifty_recurrences_of_a_minimal_message_are_fifty_rows_and_one_group_of_
 
 
 def test_a_critical_six_hours_in_the_past_turns_health_red_at_once_and_shows_its_skew(
-        monitor, redis_client, channel):  # type: ignore[no-untyped-def]
+        monitor, redis_client, channel):
     client = monitor.dash_app.server.test_client()
     (skewed,) = [c for c in cases() if c.skew_hours == -6]
     assert client.get("/api/errors/health").get_json()["health"] == "green"
@@ -84,7 +84,7 @@ def test_a_critical_six_hours_in_the_past_turns_health_red_at_once_and_shows_its
 
 
 def test_test_traffic_is_stored_and_marked_but_changes_no_health_and_sends_no_webhook(
-        monitor, redis_client, channel, receiver):  # type: ignore[no-untyped-def]
+        monitor, redis_client, channel, receiver):
     client = monitor.dash_app.server.test_client()
     tests = [c for c in cases() if c.expect.get("test") is True]
     for case in tests:
@@ -118,6 +118,6 @@ def test_simulate_sends_every_shape_and_each_normalises_to_an_error() -> None:
     results = {name: normalise(orjson.dumps(build(rng)), datetime.now(UTC), Limits())
                for name, build in SHAPES.items()}
     assert all(isinstance(r, ErrorEvent) for r in results.values()), results
-    assert results["test-script"].is_test  # type: ignore[union-attr]
-    assert results["error-publisher"].error_traceback is None  # type: ignore[union-attr]
-    assert results["skewed-clock"].clock_skew_seconds < -5 * 3600  # type: ignore[union-attr]
+    assert results["test-script"].is_test
+    assert results["error-publisher"].error_traceback is None
+    assert results["skewed-clock"].clock_skew_seconds < -5 * 3600

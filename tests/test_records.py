@@ -10,7 +10,7 @@ import pytest
 from queries.records import ErrorEvent, new_event
 
 
-def test_new_event_equals_the_dataclass_built_one():  # type: ignore[no-untyped-def]
+def test_new_event_equals_the_dataclass_built_one():
     moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     values = ("id-1", "ValueError", "boom", None, "error", "pattern", "TickStockPL", "C", None,
               "AAPL", {"k": [1, 2]}, moment, moment, "f" * 40)
@@ -21,4 +21,4 @@ def test_new_event_equals_the_dataclass_built_one():  # type: ignore[no-untyped-
     assert new_event(*marked) == ErrorEvent(*marked) and new_event(*marked).is_test
     assert new_event(*values[:-1]) == ErrorEvent(*values[:-1])  # fingerprint defaults to None
     with pytest.raises(dataclasses.FrozenInstanceError):
-        fast.severity = "info"  # type: ignore[misc]
+        fast.severity = "info"

@@ -56,10 +56,10 @@ class Clock:
 
 
 def _retention(engine: Engine, clock: Clock, **policy: object) -> Retention:
-    return Retention(engine, RetentionPolicy(**{"days": 30, **policy}), clock)  # type: ignore[arg-type]
+    return Retention(engine, RetentionPolicy(**{"days": 30, **policy}), clock)
 
 
-def _store(engine: Engine, events) -> None:  # type: ignore[no-untyped-def]
+def _store(engine: Engine, events) -> None:
     store = ErrorStore(engine)
     result = store.write_batch(list(events))
     assert not result.refused
@@ -76,7 +76,7 @@ def _count(engine: Engine, table: str) -> int:
         return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
 
 
-def _days_spread(start: datetime, days: int, per_day: int, prefix: str = "e") -> list:  # type: ignore[type-arg]
+def _days_spread(start: datetime, days: int, per_day: int, prefix: str = "e") -> list:
     return [event(error_id=f"{prefix}-{d}-{i}", context={"day": d, "i": i},
                   timestamp=start + timedelta(days=d, hours=i % 24, minutes=i))
             for d in range(days) for i in range(per_day)]
@@ -92,8 +92,8 @@ def _attached(engine: Engine) -> set[str]:
         conn.close()
 
 
-def _archived(folder: Path) -> dict[str, dict]:  # type: ignore[type-arg]
-    rows: dict[str, dict] = {}  # type: ignore[type-arg]
+def _archived(folder: Path) -> dict[str, dict]:
+    rows: dict[str, dict] = {}
     for path in sorted(folder.glob("errors-*.jsonl.gz")):
         day = path.name[len("errors-"):len("errors-") + 10]
         for row in read_archive(path):
@@ -112,7 +112,7 @@ def _record_run(engine: Engine, started_at: datetime) -> None:
 
 # -- the cut-off ------------------------------------------------------------------------------
 
-def test_the_cutoff_is_exact_at_the_boundary(engine):  # type: ignore[no-untyped-def]
+def test_the_cutoff_is_exact_at_the_boundary(engine):
     clock = Clock(CUTOFF)
     retention = _retention(engine, clock)
     retention.run()  # on PostgreSQL: the cut-off's day gets its partition, so it is trimmed
@@ -139,7 +139,7 @@ def test_the_cutoff_is_exact_at_the_boundary(engine):  # type: ignore[no-untyped
         assert _count(engine, "error_ids") == 3  # the removed ids are pruned with their rows
 
 
-def test_many_batches_remove_everything_expired(engine):  # type: ignore[no-untyped-def]
+def test_many_batches_remove_everything_expired(engine):
     clock = Clock(NOW)
     _store(engine, _days_spread(CUTOFF - timedelta(days=3), 6, 25))
     report = _retention(engine, clock, batch_rows=7).run()
@@ -159,7 +159,7 @@ def _before_and_after_partitions(engine: Engine, clock: Clock) -> None:
                     event(error_id="in-2023", timestamp=datetime(2023, 5, 1, 12, tzinfo=UTC))])
 
 
-def test_the_archive_holds_exactly_what_was_deleted(engine, tmp_path):  # type: ignore[no-untyped-def]
+def test_the_archive_holds_exactly_what_was_deleted(engine, tmp_path):
     clock = Clock(NOW)
     _before_and_after_partitions(engine, clock)
     with engine.connect() as conn:
@@ -186,7 +186,7 @@ def test_the_archive_holds_exactly_what_was_deleted(engine, tmp_path):  # type: 
         assert not set(report.partitions_dropped) & _attached(engine)
 
 
-def test_a_second_run_writes_a_new_part_file_for_the_same_day(engine, tmp_path):  # type: ignore[no-untyped-def]
+def test_a_second_run_writes_a_new_part_file_for_the_same_day(engine, tmp_path):
     clock = Clock(NOW)
     folder = tmp_path / "archive"
     retention = _retention(engine, clock, archive_dir=str(folder))
@@ -200,7 +200,7 @@ def test_a_second_run_writes_a_new_part_file_for_the_same_day(engine, tmp_path):
     assert [r["error_id"] for r in read_archive(second)] == ["two"]
 
 
-def test_an_unwritable_archive_folder_deletes_nothing(engine, tmp_path):  # type: ignore[no-untyped-def]
+def test_an_unwritable_archive_folder_deletes_nothing(engine, tmp_path):
     clock = Clock(NOW)
     _before_and_after_partitions(engine, clock)
     ids, attached = _ids(engine), (_attached(engine) if engine.dialect.name == "postgresql"
@@ -215,7 +215,7 @@ def test_an_unwritable_archive_folder_deletes_nothing(engine, tmp_path):  # type
         assert report.partitions_created  # days ahead are made all the same
 
 
-def test_an_archive_that_fails_while_writing_deletes_nothing(engine, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+def test_an_archive_that_fails_while_writing_deletes_nothing(engine, tmp_path, monkeypatch):
     clock = Clock(NOW)
     _before_and_after_partitions(engine, clock)
     ids = _ids(engine)
@@ -239,7 +239,7 @@ def test_an_archive_that_fails_while_writing_deletes_nothing(engine, tmp_path, m
 
 # -- restore ----------------------------------------------------------------------------------
 
-def test_restore_brings_the_rows_back_and_ignores_duplicates(engine, tmp_path):  # type: ignore[no-untyped-def]
+def test_restore_brings_the_rows_back_and_ignores_duplicates(engine, tmp_path):
     clock = Clock(NOW)
     _before_and_after_partitions(engine, clock)
     store = ErrorStore(engine)
@@ -276,7 +276,7 @@ def test_restore_brings_the_rows_back_and_ignores_duplicates(engine, tmp_path): 
 
 # -- partitions (PostgreSQL) ------------------------------------------------------------------
 
-def test_partitions_are_made_ahead_and_dropped_when_expired(pg_engine):  # type: ignore[no-untyped-def]
+def test_partitions_are_made_ahead_and_dropped_when_expired(pg_engine):
     clock = Clock(NOW)
     retention = _retention(pg_engine, clock, partitions_ahead=7)
     report = retention.run()
@@ -302,7 +302,7 @@ def test_partitions_are_made_ahead_and_dropped_when_expired(pg_engine):  # type:
     assert left == 0
 
 
-def test_rows_waiting_in_the_default_partition_move_into_their_new_day(pg_engine):  # type: ignore[no-untyped-def]
+def test_rows_waiting_in_the_default_partition_move_into_their_new_day(pg_engine):
     later = NOW + timedelta(days=3, hours=5)
     _store(pg_engine, [event(error_id=f"early-{i}", timestamp=later) for i in range(5)])
     assert _count(pg_engine, "error_logs_default") == 5
@@ -311,7 +311,7 @@ def test_rows_waiting_in_the_default_partition_move_into_their_new_day(pg_engine
     assert _count(pg_engine, partition_name(later.date())) == 5
 
 
-def test_a_new_day_is_made_while_the_ingest_writes_into_it(pg_engine):  # type: ignore[no-untyped-def]
+def test_a_new_day_is_made_while_the_ingest_writes_into_it(pg_engine):
     # A new install: every row goes to DEFAULT until the job makes today's partition, and
     # rows of today keep coming while it moves them out.
     done = threading.Event()
@@ -342,7 +342,7 @@ def test_a_new_day_is_made_while_the_ingest_writes_into_it(pg_engine):  # type: 
     assert _count(pg_engine, partition_name(NOW.date())) == _count(pg_engine, "error_logs")
 
 
-def test_a_day_left_detached_by_a_stopped_run_is_finished_by_the_next(pg_engine):  # type: ignore[no-untyped-def]
+def test_a_day_left_detached_by_a_stopped_run_is_finished_by_the_next(pg_engine):
     clock = Clock(CUTOFF - timedelta(days=3))
     retention = _retention(pg_engine, clock)
     retention.run()
@@ -389,7 +389,7 @@ CREATE INDEX idx_error_logs_severity ON error_logs (severity);
 """
 
 
-def test_an_unpartitioned_table_is_cleaned_by_batches_and_can_be_migrated(pg_engine):  # type: ignore[no-untyped-def]
+def test_an_unpartitioned_table_is_cleaned_by_batches_and_can_be_migrated(pg_engine):
     with pg_engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
@@ -427,7 +427,7 @@ def test_an_unpartitioned_table_is_cleaned_by_batches_and_can_be_migrated(pg_eng
 
 # -- dead letters, groups, alerts -------------------------------------------------------------
 
-def test_groups_alerts_and_dead_letters_follow_the_same_retention(engine):  # type: ignore[no-untyped-def]
+def test_groups_alerts_and_dead_letters_follow_the_same_retention(engine):
     old, recent = CUTOFF - timedelta(days=1), CUTOFF + timedelta(days=1)
     _store(engine, [event(error_id="still-here", fingerprint="fp-with-events",
                           timestamp=recent)])
@@ -468,7 +468,7 @@ def test_groups_alerts_and_dead_letters_follow_the_same_retention(engine):  # ty
     assert report.removed["error_groups"] == 2
 
 
-def test_tables_added_by_other_features_are_skipped_when_missing(engine):  # type: ignore[no-untyped-def]
+def test_tables_added_by_other_features_are_skipped_when_missing(engine):
     with engine.begin() as conn:
         for table in ("error_group_symbols", "error_groups", "alerts", "alert_silences"):
             conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
@@ -482,7 +482,7 @@ def test_tables_added_by_other_features_are_skipped_when_missing(engine):  # typ
 
 # -- the ingest keeps writing -----------------------------------------------------------------
 
-def test_the_store_keeps_writing_while_days_are_dropped(pg_engine):  # type: ignore[no-untyped-def]
+def test_the_store_keeps_writing_while_days_are_dropped(pg_engine):
     clock = Clock(CUTOFF - timedelta(days=10))
     retention = _retention(pg_engine, clock, partitions_ahead=14)
     retention.run()
@@ -526,7 +526,7 @@ def test_the_store_keeps_writing_while_days_are_dropped(pg_engine):  # type: ign
 
 # -- the schedule -----------------------------------------------------------------------------
 
-def test_the_start_up_run_happens_only_when_the_last_run_is_over_a_day_old(engine):  # type: ignore[no-untyped-def]
+def test_the_start_up_run_happens_only_when_the_last_run_is_over_a_day_old(engine):
     clock = Clock(NOW)
     _record_run(engine, NOW - timedelta(hours=23))
     job = RetentionJob(_retention(engine, clock), at="03:00", timezone="UTC")
@@ -550,7 +550,7 @@ def test_the_start_up_run_happens_only_when_the_last_run_is_over_a_day_old(engin
     job.stop()
 
 
-def test_the_next_run_is_at_retention_at_in_local_time(engine):  # type: ignore[no-untyped-def]
+def test_the_next_run_is_at_retention_at_in_local_time(engine):
     new_york = ZoneInfo("America/New_York")
     _record_run(engine, datetime.now(UTC))
     job = RetentionJob(_retention(engine, Clock(datetime.now(UTC))), at="03:17",
@@ -573,12 +573,12 @@ def test_the_next_run_is_at_retention_at_in_local_time(engine):  # type: ignore[
 
 
 @pytest.mark.parametrize("value", ["25:00", "3", "03:60", "noon", ""])
-def test_a_bad_retention_at_names_the_setting(value):  # type: ignore[no-untyped-def]
+def test_a_bad_retention_at_names_the_setting(value):
     with pytest.raises(SettingsError, match="RETENTION_AT"):
         load_settings({"RETENTION_AT": value}, env_file=None)
 
 
-def test_retention_settings_are_read():  # type: ignore[no-untyped-def]
+def test_retention_settings_are_read():
     settings = load_settings({"RETENTION_AT": "4:05", "RETENTION_ARCHIVE_DIR": "/tmp/a",
                               "RETENTION_BATCH_ROWS": "500"}, env_file=None)
     assert (settings.retention_at, settings.retention_archive_dir,
@@ -586,7 +586,7 @@ def test_retention_settings_are_read():  # type: ignore[no-untyped-def]
     assert RetentionPolicy.from_settings(settings).batch_rows == 500
 
 
-def test_the_monitor_status_shows_the_retention_job(make_settings, sqlite_url):  # type: ignore[no-untyped-def]
+def test_the_monitor_status_shows_the_retention_job(make_settings, sqlite_url):
     import app as app_module
 
     monitor = app_module.build(make_settings(database_url=sqlite_url))
@@ -608,7 +608,7 @@ def test_the_monitor_status_shows_the_retention_job(make_settings, sqlite_url): 
 
 # -- the command line -------------------------------------------------------------------------
 
-def test_the_command_line_dry_run_now_and_restore(tmp_path):  # type: ignore[no-untyped-def]
+def test_the_command_line_dry_run_now_and_restore(tmp_path):
     url = f"sqlite:///{tmp_path}/errors.db"
     from queries.engine import make_engine
 
@@ -645,7 +645,7 @@ def test_the_command_line_dry_run_now_and_restore(tmp_path):  # type: ignore[no-
     engine.dispose()
 
 
-def test_three_processes_with_a_run_due_run_it_once_that_day(engine, make_settings, db_url):  # type: ignore[no-untyped-def]
+def test_three_processes_with_a_run_due_run_it_once_that_day(engine, make_settings, db_url):
     """Issue 16: singleton jobs stay singleton across ingest processes on one database."""
     _store(engine, [event(error_id=f"old-{i}", timestamp=NOW - timedelta(days=40))
                     for i in range(5)])
@@ -665,7 +665,7 @@ def test_three_processes_with_a_run_due_run_it_once_that_day(engine, make_settin
     assert sum(job.run_scheduled() is not None for job in later) == 1
 
 
-def test_ended_runs_and_jobs_past_retention_go_but_running_ones_stay(engine):  # type: ignore[no-untyped-def]
+def test_ended_runs_and_jobs_past_retention_go_but_running_ones_stay(engine):
     from queries.schema import import_jobs, job_error_links, job_runs
 
     old = NOW - timedelta(days=40)

@@ -10,7 +10,7 @@ from live.ring_buffer import RingBuffer
 from tests.factories import event
 
 
-def test_since_returns_only_newer_entries_oldest_first():  # type: ignore[no-untyped-def]
+def test_since_returns_only_newer_entries_oldest_first():
     ring = RingBuffer(10)
     ring.extend(event(error_id=f"e{i}") for i in range(5))
     newer = ring.since(3)
@@ -20,7 +20,7 @@ def test_since_returns_only_newer_entries_oldest_first():  # type: ignore[no-unt
     assert [e.seq for e in ring.since(0, limit=2)] == [4, 5]
 
 
-def test_capacity_keeps_the_latest_and_sequence_keeps_growing():  # type: ignore[no-untyped-def]
+def test_capacity_keeps_the_latest_and_sequence_keeps_growing():
     ring = RingBuffer(3)
     ring.extend(event(error_id=f"e{i}") for i in range(7))
     assert len(ring) == 3
@@ -30,7 +30,7 @@ def test_capacity_keeps_the_latest_and_sequence_keeps_growing():  # type: ignore
     assert [e.seq for e in ring.since(2)] == [5, 6, 7]
 
 
-def test_a_resent_copy_is_not_added_twice_while_held():  # type: ignore[no-untyped-def]
+def test_a_resent_copy_is_not_added_twice_while_held():
     ring = RingBuffer(3)
     assert ring.append(event(error_id="a")) is True
     assert ring.append(event(error_id="a")) is False
@@ -38,7 +38,7 @@ def test_a_resent_copy_is_not_added_twice_while_held():  # type: ignore[no-untyp
     assert ring.append(event(error_id="a")) is True
 
 
-def test_concurrent_writers_and_readers_see_increasing_sequences():  # type: ignore[no-untyped-def]
+def test_concurrent_writers_and_readers_see_increasing_sequences():
     ring = RingBuffer(1000)
     seen: list[int] = []
 
@@ -59,6 +59,6 @@ def test_concurrent_writers_and_readers_see_increasing_sequences():  # type: ign
     assert ring.last_seq == 1000
 
 
-def test_capacity_must_be_positive():  # type: ignore[no-untyped-def]
+def test_capacity_must_be_positive():
     with pytest.raises(ValueError):
         RingBuffer(0)

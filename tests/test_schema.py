@@ -18,17 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 _COMPARED = ("error_logs", "error_ids", "maintenance_runs", "rejected_messages")
 
 
-def _indexes(engine, table: str = "error_logs") -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _indexes(engine, table: str = "error_logs") -> dict[str, str]:
     with engine.connect() as conn:
         return dict(conn.execute(text(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"), {"t": table}).all())
 
 
-def _column_types(engine, table: str = "error_logs") -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _column_types(engine, table: str = "error_logs") -> dict[str, str]:
     return {c["name"]: str(c["type"]) for c in inspect(engine).get_columns(table)}
 
 
-def _layout(engine) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def _layout(engine) -> dict[str, object]:
     """Columns and index names of the compared tables, and how error_logs is partitioned."""
     with engine.connect() as conn:
         partitioning = conn.execute(text(
@@ -41,7 +41,7 @@ def _layout(engine) -> dict[str, object]:  # type: ignore[no-untyped-def]
             **{f"{t} indexes": set(_indexes(engine, t)) for t in _COMPARED}}
 
 
-def test_postgres_schema_has_the_contracts_types_and_indexes(pg_engine):  # type: ignore[no-untyped-def]
+def test_postgres_schema_has_the_contracts_types_and_indexes(pg_engine):
     types = _column_types(pg_engine)
     assert types["id"] == "UUID" and types["context"] == "JSONB"
     assert types["timestamp"] == "TIMESTAMP" or "TIME ZONE" in types["timestamp"]
@@ -58,7 +58,7 @@ def test_postgres_schema_has_the_contracts_types_and_indexes(pg_engine):  # type
                for d in _indexes(pg_engine, "error_ids").values())
 
 
-def test_the_sql_script_makes_the_same_schema_and_the_store_writes_to_it(pg_engine):  # type: ignore[no-untyped-def]
+def test_the_sql_script_makes_the_same_schema_and_the_store_writes_to_it(pg_engine):
     expected = _layout(pg_engine)
     with pg_engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
@@ -73,7 +73,7 @@ def test_the_sql_script_makes_the_same_schema_and_the_store_writes_to_it(pg_engi
     fresh_schema(pg_engine)
 
 
-def _make_older_table(engine) -> None:  # type: ignore[no-untyped-def]
+def _make_older_table(engine) -> None:
     """error_logs as an earlier version made it: without received_at and is_test."""
     with engine.begin() as conn:
         conn.execute(text("DROP INDEX IF EXISTS idx_error_logs_received_at"))
@@ -86,7 +86,7 @@ def _make_older_table(engine) -> None:  # type: ignore[no-untyped-def]
             "'2024-10-30 12:00:00+00', '2024-10-30 12:00:05+00')"))
 
 
-def test_an_older_error_logs_gets_received_at_from_created_at_and_is_test(engine):  # type: ignore[no-untyped-def]
+def test_an_older_error_logs_gets_received_at_from_created_at_and_is_test(engine):
     _make_older_table(engine)
     create_schema(engine)
     create_schema(engine)  # idempotent: a second start finds nothing to do

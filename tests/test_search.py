@@ -28,7 +28,7 @@ from tests.factories import event
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def _store(engine, *events) -> None:  # type: ignore[no-untyped-def]
+def _store(engine, *events) -> None:
     store = ErrorStore(engine)
     try:
         result = store.write_batch(list(events))
@@ -92,7 +92,7 @@ def test_cursor_round_trip_and_foreign_cursor() -> None:
 
 
 # -- results ------------------------------------------------------------------------------
-def test_free_text_matches_message_or_type_in_any_case(engine) -> None:  # type: ignore[no-untyped-def]
+def test_free_text_matches_message_or_type_in_any_case(engine) -> None:
     _store(engine,
            event(error_id="m", error_message="Connection TIMEOUT after 30 s",
                  error_type="OperationalError"),
@@ -103,14 +103,14 @@ def test_free_text_matches_message_or_type_in_any_case(engine) -> None:  # type:
     assert page.total == 2 and page.total_exact
 
 
-def test_like_wildcards_in_the_search_are_literal(engine) -> None:  # type: ignore[no-untyped-def]
+def test_like_wildcards_in_the_search_are_literal(engine) -> None:
     _store(engine, event(error_id="pct", error_message="CPU at 100% for SPY_X"),
            event(error_id="other", error_message="CPU at 1000 for SPYAX"))
     assert [i["id"] for i in search_errors(engine, parse_query("100%")).items] == ["pct"]
     assert [i["id"] for i in search_errors(engine, parse_query("SPY_X")).items] == ["pct"]
 
 
-def test_key_terms_filter_and_exclusion_keeps_rows_without_the_value(engine) -> None:  # type: ignore[no-untyped-def]
+def test_key_terms_filter_and_exclusion_keeps_rows_without_the_value(engine) -> None:
     _store(engine,
            event(error_id="a", severity="critical", category="database", symbol="AAPL"),
            event(error_id="b", severity="error", category="network", symbol="MSFT",
@@ -129,14 +129,14 @@ def test_key_terms_filter_and_exclusion_keeps_rows_without_the_value(engine) -> 
     assert ids("component:HistoricalLoader severity:critical") == []
 
 
-def test_time_range_is_start_inclusive_end_exclusive(engine) -> None:  # type: ignore[no-untyped-def]
+def test_time_range_is_start_inclusive_end_exclusive(engine) -> None:
     _store(engine, *(event(error_id=f"h{h}", timestamp=NOW - timedelta(hours=h))
                      for h in range(5)))
     query = parse_query("").between(NOW - timedelta(hours=3), NOW - timedelta(hours=1))
     assert [i["id"] for i in search_errors(engine, query).items] == ["h2", "h3"]
 
 
-def test_cursor_pages_walk_every_row_once_newest_first(engine) -> None:  # type: ignore[no-untyped-def]
+def test_cursor_pages_walk_every_row_once_newest_first(engine) -> None:
     # 23 rows, several sharing a timestamp: the error_id breaks the tie.
     _store(engine, *(event(error_id=f"e{i:02d}", timestamp=NOW - timedelta(seconds=i // 3))
                      for i in range(23)))
@@ -161,7 +161,7 @@ def test_cursor_pages_walk_every_row_once_newest_first(engine) -> None:  # type:
     assert seen == expected
 
 
-def test_numbered_pages_use_offsets_up_to_a_limit(engine) -> None:  # type: ignore[no-untyped-def]
+def test_numbered_pages_use_offsets_up_to_a_limit(engine) -> None:
     _store(engine, *(event(error_id=f"p{i:02d}", timestamp=NOW - timedelta(seconds=i))
                      for i in range(12)))
     page = search_errors(engine, SearchQuery(), page=3, page_size=5)
@@ -171,7 +171,7 @@ def test_numbered_pages_use_offsets_up_to_a_limit(engine) -> None:  # type: igno
         search_errors(engine, SearchQuery(), page=10_000, page_size=500)
 
 
-def test_count_stops_at_the_cap(engine) -> None:  # type: ignore[no-untyped-def]
+def test_count_stops_at_the_cap(engine) -> None:
     _store(engine, *(event(error_id=f"c{i}") for i in range(8)))
     assert count_capped(engine, conditions(SearchQuery()), cap=5) == (5, False)
     assert count_capped(engine, conditions(SearchQuery()), cap=8) == (8, True)
@@ -179,7 +179,7 @@ def test_count_stops_at_the_cap(engine) -> None:  # type: ignore[no-untyped-def]
     assert page.total_text() == "8" and page.has_more
 
 
-def test_items_have_the_api_summary_shape(engine) -> None:  # type: ignore[no-untyped-def]
+def test_items_have_the_api_summary_shape(engine) -> None:
     _store(engine, event(error_id="shape", timestamp=NOW))
     item = search_errors(engine, SearchQuery()).items[0]
     assert set(item) >= {"id", "type", "message", "severity", "category", "symbol",
@@ -187,7 +187,7 @@ def test_items_have_the_api_summary_shape(engine) -> None:  # type: ignore[no-un
     assert item["timestamp"].endswith("Z")
 
 
-def test_iter_matching_streams_every_match_up_to_the_limit(engine) -> None:  # type: ignore[no-untyped-def]
+def test_iter_matching_streams_every_match_up_to_the_limit(engine) -> None:
     _store(engine, *(event(error_id=f"x{i}", severity="critical" if i % 2 else "error")
                      for i in range(10)))
     rows = list(iter_matching(engine, parse_query("severity:critical"), limit=100))
@@ -196,14 +196,14 @@ def test_iter_matching_streams_every_match_up_to_the_limit(engine) -> None:  # t
     assert len(list(iter_matching(engine, SearchQuery(), limit=3))) == 3
 
 
-def _trigram_indexes(engine) -> set[str]:  # type: ignore[no-untyped-def]
+def _trigram_indexes(engine) -> set[str]:
     with engine.connect() as conn:
         return set(conn.execute(text(
             "SELECT indexname FROM pg_indexes WHERE tablename = 'error_logs' "
             "AND indexname LIKE '%trgm'")).scalars())
 
 
-def test_trigram_indexes_are_made_only_when_asked(pg_engine) -> None:  # type: ignore[no-untyped-def]
+def test_trigram_indexes_are_made_only_when_asked(pg_engine) -> None:
     ensure_trigram_indexes(pg_engine, False)
     assert _trigram_indexes(pg_engine) == set()
     ensure_trigram_indexes(pg_engine, True)
@@ -215,7 +215,7 @@ def test_trigram_indexes_are_made_only_when_asked(pg_engine) -> None:  # type: i
         "rare"]
 
 
-def test_trigram_setting_on_sqlite_says_it_cannot(sqlite_url, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_trigram_setting_on_sqlite_says_it_cannot(sqlite_url, caplog) -> None:
     engine = make_engine(sqlite_url)
     create_schema(engine)
     ensure_trigram_indexes(engine, True)

@@ -49,7 +49,7 @@ BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def secured(make_settings):  # type: ignore[no-untyped-def]
+def secured(make_settings):
     """A monitor that asks for the admin's credentials (ingest built, not started)."""
     monitor = app_module.build(make_settings(
         admin_username=USER, admin_password=PASSWORD, api_token=TOKEN,
@@ -64,7 +64,7 @@ def secured(make_settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def client(secured):  # type: ignore[no-untyped-def]
+def client(secured):
     return secured.dash_app.server.test_client()
 
 
@@ -75,7 +75,7 @@ _SAMPLES = {"error_id": "known-error", "filename": "10-monitor.css", "path": "er
             "fingerprinted_path": "no-such-file.js"}
 
 
-def routes(server) -> list[tuple[str, str, bool]]:  # type: ignore[no-untyped-def]
+def routes(server) -> list[tuple[str, str, bool]]:
     """(method, url, has variables) for every rule and method the server knows."""
     adapter = server.url_map.bind("localhost")
     found = []
@@ -87,13 +87,13 @@ def routes(server) -> list[tuple[str, str, bool]]:  # type: ignore[no-untyped-de
     return found
 
 
-def _request(client, method: str, url: str, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+def _request(client, method: str, url: str, headers: dict[str, str]):
     if method == "GET":
         return client.get(url, headers=headers)
     return client.open(url, method=method, headers=headers, json={})
 
 
-def callback_payload(dependencies: list[dict], output: str,  # type: ignore[type-arg]
+def callback_payload(dependencies: list[dict], output: str,
                      values: dict[str, object]) -> dict[str, object]:
     """A `_dash-update-component` body for the callback whose outputs include `output`,
     from the app's `_dash-dependencies`; inputs and state take `values` (by `id.property`)."""
@@ -117,11 +117,11 @@ def callback_payload(dependencies: list[dict], output: str,  # type: ignore[type
             "changedPropIds": [f"{inputs[0]['id']}.{inputs[0]['property']}"]}
 
 
-def _dependencies(client) -> list[dict]:  # type: ignore[no-untyped-def, type-arg]
+def _dependencies(client) -> list[dict]:
     return client.get("/_dash-dependencies", headers=basic()).get_json()
 
 
-def test_every_route_asks_for_credentials_except_healthz(client, secured):  # type: ignore[no-untyped-def]
+def test_every_route_asks_for_credentials_except_healthz(client, secured):
     found = routes(secured.dash_app.server)
     assert len(found) > 20  # the url_map, not a hand-kept list
     for method, url, _ in found:
@@ -135,7 +135,7 @@ def test_every_route_asks_for_credentials_except_healthz(client, secured):  # ty
         assert client.get(page).status_code == 401, page
 
 
-def test_the_admin_opens_every_route(client, secured):  # type: ignore[no-untyped-def]
+def test_the_admin_opens_every_route(client, secured):
     for method, url, variable in routes(secured.dash_app.server):
         answer = _request(client, method, url, basic())
         if method == "GET" and not variable:
@@ -151,7 +151,7 @@ def test_the_admin_opens_every_route(client, secured):  # type: ignore[no-untype
 
 @pytest.mark.parametrize("page", ["/", "/errors", "/trends", "/errors/known-error", "/groups",
                                   "/groups/some-fingerprint", "/alerts", "/monitor"])
-def test_each_pages_callback_asks_for_credentials(client, page):  # type: ignore[no-untyped-def]
+def test_each_pages_callback_asks_for_credentials(client, page):
     body = callback_payload(_dependencies(client), f"{ids.PAGE}.children",
                             {"url.pathname": page, "url.search": ""})
     assert client.post("/_dash-update-component", json=body).status_code == 401
@@ -162,7 +162,7 @@ def test_each_pages_callback_asks_for_credentials(client, page):  # type: ignore
     assert ids.PAGE in answer.get_json()["response"]
 
 
-def test_the_live_list_callback_answers_the_admin(client):  # type: ignore[no-untyped-def]
+def test_the_live_list_callback_answers_the_admin(client):
     body = callback_payload(_dependencies(client), f"{ids.ERROR_LIST}.rowData",
                             {f"{ids.LIVE_INTERVAL}.n_intervals": 1})
     assert client.post("/_dash-update-component", json=body).status_code == 401
@@ -172,7 +172,7 @@ def test_the_live_list_callback_answers_the_admin(client):  # type: ignore[no-un
     assert [r["id"] for r in rows] == ["known-error"]
 
 
-def test_the_token_opens_the_api_and_nothing_else(client, secured):  # type: ignore[no-untyped-def]
+def test_the_token_opens_the_api_and_nothing_else(client, secured):
     for method, url, variable in routes(secured.dash_app.server):
         answer = _request(client, method, url, BEARER)
         if url == "/healthz":
@@ -195,7 +195,7 @@ def test_the_token_opens_the_api_and_nothing_else(client, secured):  # type: ign
     {"Authorization": TOKEN}, {"Authorization": f"Token {TOKEN}"},
     basic(user=USER, password=TOKEN), basic(user="ädmin", password="pässword"),
 ])
-def test_wrong_credentials_get_401(client, headers):  # type: ignore[no-untyped-def]
+def test_wrong_credentials_get_401(client, headers):
     for url in ("/", "/api/errors/recent", "/metrics", "/_dash-layout",
                 "/assets/10-monitor.css"):
         assert client.get(url, headers=headers).status_code == 401, url
@@ -203,7 +203,7 @@ def test_wrong_credentials_get_401(client, headers):  # type: ignore[no-untyped-
     assert answer.get_json() == {"error": "authentication required"}
 
 
-def test_api_401_names_both_schemes(client):  # type: ignore[no-untyped-def]
+def test_api_401_names_both_schemes(client):
     challenges = client.get("/api/errors/recent").headers.getlist("WWW-Authenticate")
     assert any(c.startswith("Basic ") for c in challenges)
     assert any(c.startswith("Bearer ") for c in challenges)
@@ -211,7 +211,7 @@ def test_api_401_names_both_schemes(client):  # type: ignore[no-untyped-def]
         'Basic realm="TickStock Error Monitor", charset="UTF-8"']
 
 
-def test_a_password_hash_opens_like_the_password(make_settings):  # type: ignore[no-untyped-def]
+def test_a_password_hash_opens_like_the_password(make_settings):
     hashed = generate_password_hash(PASSWORD)
     monitor = app_module.build(make_settings(admin_username=USER, admin_password_hash=hashed))
     try:
@@ -233,12 +233,12 @@ def test_a_password_hash_opens_like_the_password(make_settings):  # type: ignore
         monitor.stop()
 
 
-def test_a_malformed_password_hash_is_a_bad_setting():  # type: ignore[no-untyped-def]
+def test_a_malformed_password_hash_is_a_bad_setting():
     with pytest.raises(ValueError, match="ADMIN_PASSWORD_HASH is not a werkzeug password hash"):
         Access(USER, password_hash="plain-text-not-a-hash")
 
 
-def test_hashed_credentials_are_remembered_only_when_right():  # type: ignore[no-untyped-def]
+def test_hashed_credentials_are_remembered_only_when_right():
     gate = Gate(Access(USER, password_hash=generate_password_hash(PASSWORD)))
     assert gate._admin(USER, PASSWORD) is True
     assert gate._admin(USER, "wrong") is False
@@ -246,7 +246,7 @@ def test_hashed_credentials_are_remembered_only_when_right():  # type: ignore[no
     assert len(gate._passed) == 1
 
 
-def test_only_the_token_set_guards_the_api_and_leaves_pages_open(make_settings):  # type: ignore[no-untyped-def]
+def test_only_the_token_set_guards_the_api_and_leaves_pages_open(make_settings):
     monitor = app_module.build(make_settings(api_token=TOKEN))
     try:
         client = monitor.dash_app.server.test_client()
@@ -257,7 +257,7 @@ def test_only_the_token_set_guards_the_api_and_leaves_pages_open(make_settings):
         monitor.stop()
 
 
-def test_no_credentials_set_means_anonymous_access(make_settings):  # type: ignore[no-untyped-def]
+def test_no_credentials_set_means_anonymous_access(make_settings):
     monitor = app_module.build(make_settings())
     try:
         client = monitor.dash_app.server.test_client()
@@ -268,7 +268,7 @@ def test_no_credentials_set_means_anonymous_access(make_settings):  # type: igno
 
 
 # -- headers and errors ----------------------------------------------------------------------
-def _assert_security_headers(answer, page: bool = False) -> None:  # type: ignore[no-untyped-def]
+def _assert_security_headers(answer, page: bool = False) -> None:
     headers = answer.headers
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["X-Frame-Options"] == "DENY"
@@ -281,7 +281,7 @@ def _assert_security_headers(answer, page: bool = False) -> None:  # type: ignor
         assert "unsafe-eval" not in csp
 
 
-def test_security_headers_on_pages_api_and_errors(client, secured):  # type: ignore[no-untyped-def]
+def test_security_headers_on_pages_api_and_errors(client, secured):
     server = secured.dash_app.server
     _assert_security_headers(client.get("/", headers=basic()), page=True)
     _assert_security_headers(client.get("/errors", headers=basic()), page=True)
@@ -298,11 +298,11 @@ def test_security_headers_on_pages_api_and_errors(client, secured):  # type: ign
     assert server.config["MAX_CONTENT_LENGTH"] == 8 * 1024 * 1024
 
 
-def test_unexpected_errors_answer_without_a_traceback(make_settings):  # type: ignore[no-untyped-def]
+def test_unexpected_errors_answer_without_a_traceback(make_settings):
     monitor = app_module.build(make_settings(admin_username=USER, admin_password=PASSWORD))
     server = monitor.dash_app.server
 
-    def boom():  # type: ignore[no-untyped-def]
+    def boom():
         raise RuntimeError("secret internals /etc/passwd")
 
     # Registered before any request, as Flask requires: one under /api, one page route
@@ -326,14 +326,14 @@ def test_unexpected_errors_answer_without_a_traceback(make_settings):  # type: i
         monitor.stop()
 
 
-def test_nul_characters_are_refused_before_any_query(client):  # type: ignore[no-untyped-def]
+def test_nul_characters_are_refused_before_any_query(client):
     for url in ("/api/errors/search?q=a%00b", "/api/errors/a%00b", "/api/groups?q=%00"):
         answer = client.get(url, headers=basic())
         assert answer.status_code == 400, url
         assert "NUL" in answer.get_json()["error"]
 
 
-def test_cross_site_writes_are_refused(client):  # type: ignore[no-untyped-def]
+def test_cross_site_writes_are_refused(client):
     body = {"fingerprints": ["x"], "state": "ignored"}
     for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
                     {"Sec-Fetch-Site": "same-site"}):
@@ -352,7 +352,7 @@ def test_cross_site_writes_are_refused(client):  # type: ignore[no-untyped-def]
 
 
 # -- secrets -------------------------------------------------------------------------------
-def test_secrets_never_appear_in_status_pages_or_layout(client):  # type: ignore[no-untyped-def]
+def test_secrets_never_appear_in_status_pages_or_layout(client):
     secrets = (PASSWORD, TOKEN, WEBHOOK, "webhooksecretpart")
     for url in ("/api/monitor/status", "/", "/_dash-layout", "/_dash-dependencies",
                 "/api/errors/health", "/metrics"):
@@ -361,14 +361,14 @@ def test_secrets_never_appear_in_status_pages_or_layout(client):  # type: ignore
             assert secret not in text, (url, secret)
 
 
-def test_status_masks_secret_values_that_reach_it(secured, client):  # type: ignore[no-untyped-def]
+def test_status_masks_secret_values_that_reach_it(secured, client):
     # A library error that quotes the webhook URL ends up in the status: masked.
     secured.ingest.writer.last_error = f"POST {WEBHOOK} failed"
     text = client.get("/api/monitor/status", headers=basic()).get_data(as_text=True)
     assert "webhooksecretpart" not in text and "POST *** failed" in text
 
 
-def test_log_lines_mask_secrets_in_text_and_json(capsys):  # type: ignore[no-untyped-def]
+def test_log_lines_mask_secrets_in_text_and_json(capsys):
     settings = Settings(alert_webhook_url=WEBHOOK, admin_username=USER, admin_password=PASSWORD,
                         database_url="postgresql://tsem:dbpassw0rd@db.example/errors",
                         redis_url="redis://:redispassw0rd@cache.example:6379/0")
@@ -406,11 +406,11 @@ def test_log_lines_mask_secrets_in_text_and_json(capsys):  # type: ignore[no-unt
     ("localhost", True), ("0.0.0.0", False), ("", False), ("::", False),
     ("10.0.0.5", False), ("monitor.example.com", False),
 ])
-def test_loopback_hosts(host, loopback):  # type: ignore[no-untyped-def]
+def test_loopback_hosts(host, loopback):
     assert is_loopback(host) is loopback
 
 
-def test_refusal_rule():  # type: ignore[no-untyped-def]
+def test_refusal_rule():
     assert refusal_reason("0.0.0.0", False, False) is not None
     assert refusal_reason("0.0.0.0", True, False) is None
     assert refusal_reason("0.0.0.0", False, True) is None
@@ -424,7 +424,7 @@ def test_refusal_rule():  # type: ignore[no-untyped-def]
     ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be text or json"),
     ({"ALLOW_ANONYMOUS": "perhaps"}, "ALLOW_ANONYMOUS must be true or false"),
 ])
-def test_security_settings_are_checked(values, message):  # type: ignore[no-untyped-def]
+def test_security_settings_are_checked(values, message):
     with pytest.raises(SettingsError, match=message):
         load_settings(values, env_file=None)
 
@@ -439,7 +439,7 @@ def _app_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10"])
-def test_app_refuses_to_start_anonymous_on_a_public_host(tmp_path, host):  # type: ignore[no-untyped-def]
+def test_app_refuses_to_start_anonymous_on_a_public_host(tmp_path, host):
     done = subprocess.run([sys.executable, str(ROOT / "app.py")], cwd=tmp_path,
                           env=_app_env(tmp_path, HOST=host), capture_output=True, text=True,
                           timeout=60)
@@ -450,7 +450,7 @@ def test_app_refuses_to_start_anonymous_on_a_public_host(tmp_path, host):  # typ
     assert "ALLOW_ANONYMOUS=true" in lines[0] and "Traceback" not in done.stderr
 
 
-def test_app_with_a_bad_password_hash_says_so(tmp_path):  # type: ignore[no-untyped-def]
+def test_app_with_a_bad_password_hash_says_so(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "app.py")], cwd=tmp_path,
                           env=_app_env(tmp_path, ADMIN_USERNAME="a",
                                        ADMIN_PASSWORD_HASH="nothash"),
@@ -462,7 +462,7 @@ def test_app_with_a_bad_password_hash_says_so(tmp_path):  # type: ignore[no-unty
 @pytest.mark.parametrize("extra", [
     {"ALLOW_ANONYMOUS": "true"}, {"ADMIN_USERNAME": USER, "ADMIN_PASSWORD": PASSWORD},
 ])
-def test_app_starts_on_a_public_host_when_allowed(tmp_path, extra, channel):  # type: ignore[no-untyped-def]
+def test_app_starts_on_a_public_host_when_allowed(tmp_path, extra, channel):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -490,6 +490,6 @@ def test_app_starts_on_a_public_host_when_allowed(tmp_path, extra, channel):  # 
     assert "refusing" not in log_path.read_text()
 
 
-def test_healthz_is_open_and_says_little(client):  # type: ignore[no-untyped-def]
+def test_healthz_is_open_and_says_little(client):
     answer = client.get("/healthz")
     assert answer.status_code == 200 and answer.get_json() == {"status": "ok"}

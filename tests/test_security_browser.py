@@ -23,11 +23,11 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def secured(start_monitor):  # type: ignore[no-untyped-def]
+def secured(start_monitor):
     return start_monitor(admin_username=USER, admin_password=PASSWORD)
 
 
-def _authorize(driver) -> None:  # type: ignore[no-untyped-def]
+def _authorize(driver) -> None:
     """Send the admin's Basic credentials with every request the page makes: what the
     browser does by itself once its login prompt was answered."""
     token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
@@ -36,12 +36,12 @@ def _authorize(driver) -> None:  # type: ignore[no-untyped-def]
                            {"headers": {"Authorization": f"Basic {token}"}})
 
 
-def _csp_violations(dash_duo) -> list[str]:  # type: ignore[no-untyped-def]
+def _csp_violations(dash_duo) -> list[str]:
     return [entry["message"] for entry in dash_duo.get_logs() or []
             if "Content Security Policy" in entry["message"]]
 
 
-def test_sec001_page_and_callbacks_work_under_the_csp(dash_duo, secured, redis_client):  # type: ignore[no-untyped-def]
+def test_sec001_page_and_callbacks_work_under_the_csp(dash_duo, secured, redis_client):
     app = secured.dash_app
     dash_duo.start_server(app, navigate=False)  # the first page needs the credentials
     _authorize(dash_duo.driver)
@@ -66,7 +66,7 @@ def test_sec001_page_and_callbacks_work_under_the_csp(dash_duo, secured, redis_c
     print(f"page + live rows + health under the CSP in {seconds:.1f} s")
 
 
-def test_sec002_the_csp_is_what_makes_it_work(dash_duo, secured, monkeypatch):  # type: ignore[no-untyped-def]
+def test_sec002_the_csp_is_what_makes_it_work(dash_duo, secured, monkeypatch):
     """The control: without the hashes the same page is blocked, and the browser says so;
     so the first test's silence means the policy was enforced, not ignored."""
     import dashboard.security as security

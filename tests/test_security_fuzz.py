@@ -23,24 +23,24 @@ from queries.store import ErrorStore
 from tests.factories import event
 
 
-class _RecordingArgs(ImmutableMultiDict):  # type: ignore[type-arg]
+class _RecordingArgs(ImmutableMultiDict):
     """`request.args` that remembers which names were asked for."""
 
     asked: ClassVar[set[str]] = set()
 
-    def __getitem__(self, key):  # type: ignore[no-untyped-def]
+    def __getitem__(self, key):
         _RecordingArgs.asked.add(key)
         return super().__getitem__(key)
 
-    def get(self, key, default=None, type=None):  # type: ignore[no-untyped-def]
+    def get(self, key, default=None, type=None):
         _RecordingArgs.asked.add(key)
         return super().get(key, default, type)
 
-    def getlist(self, key, type=None):  # type: ignore[no-untyped-def]
+    def getlist(self, key, type=None):
         _RecordingArgs.asked.add(key)
         return super().getlist(key, type)
 
-    def __contains__(self, key):  # type: ignore[no-untyped-def]
+    def __contains__(self, key):
         _RecordingArgs.asked.add(key)
         return super().__contains__(key)
 
@@ -50,7 +50,7 @@ class _RecordingRequest(Request):
 
 
 @pytest.fixture
-def api(make_settings, db_url) -> Iterator:  # type: ignore[no-untyped-def, type-arg]
+def api(make_settings, db_url) -> Iterator:
     monitor = app_module.build(make_settings(database_url=db_url))
     store = ErrorStore(monitor.engine)
     store.write_batch([event(error_id=f"fuzz-{i}", severity=s, category=c, symbol="AAPL")
@@ -63,7 +63,7 @@ def api(make_settings, db_url) -> Iterator:  # type: ignore[no-untyped-def, type
     monitor.stop()
 
 
-def _get_routes(server) -> list[tuple[str, list[str]]]:  # type: ignore[no-untyped-def]
+def _get_routes(server) -> list[tuple[str, list[str]]]:
     """(rule, variable names) of every GET route under /api."""
     return [(rule.rule, sorted(rule.arguments)) for rule in server.url_map.iter_rules()
             if rule.rule.startswith("/api/") and "GET" in rule.methods]
@@ -75,7 +75,7 @@ def _url(rule: str, values: dict[str, str]) -> str:
     return rule
 
 
-def _parameters(client, rule: str, variables: list[str]) -> set[str]:  # type: ignore[no-untyped-def]
+def _parameters(client, rule: str, variables: list[str]) -> set[str]:
     """The query parameters a route reads, by probing it until no new name turns up."""
     url = _url(rule, dict.fromkeys(variables, "fuzz-0"))
     names: set[str] = set()
@@ -101,14 +101,14 @@ _TEXT = st.one_of(
 _RAW = st.binary(max_size=20).map(quote_from_bytes)
 
 
-def _fuzz_route(client, rule: str, variables: list[str], names: list[str],  # type: ignore[no-untyped-def]
+def _fuzz_route(client, rule: str, variables: list[str], names: list[str],
                 examples: int) -> None:
     @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
     @given(values=st.fixed_dictionaries({}, optional={n: _TEXT for n in names}),
            raw=st.one_of(st.none(), st.tuples(st.sampled_from(names), _RAW)),
            path=st.fixed_dictionaries({v: st.text(min_size=1, max_size=40) for v in variables}))
-    def fuzz(values, raw, path):  # type: ignore[no-untyped-def]
+    def fuzz(values, raw, path):
         query = "&".join(f"{quote(k)}={quote(v, safe='')}" for k, v in values.items())
         if raw is not None:
             query += f"&{quote(raw[0])}={raw[1]}"
@@ -122,7 +122,7 @@ def _fuzz_route(client, rule: str, variables: list[str], names: list[str],  # ty
     fuzz()
 
 
-def test_no_api_parameter_makes_a_500(api):  # type: ignore[no-untyped-def]
+def test_no_api_parameter_makes_a_500(api):
     client = api.test_client()
     routes = _get_routes(api)
     assert len(routes) >= 8

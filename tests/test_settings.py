@@ -13,7 +13,7 @@ from settings import Settings, SettingsError, load_settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_defaults_are_the_contracts():  # type: ignore[no-untyped-def]
+def test_defaults_are_the_contracts():
     settings = load_settings({}, env_file=None)
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
     assert settings.error_channel == "tickstock:errors"
@@ -27,7 +27,7 @@ def test_defaults_are_the_contracts():  # type: ignore[no-untyped-def]
     assert settings.ring_buffer_size == 2000
 
 
-def test_environment_wins_over_the_env_file(tmp_path):  # type: ignore[no-untyped-def]
+def test_environment_wins_over_the_env_file(tmp_path):
     env_file = tmp_path / ".env"
     env_file.write_text("PORT=9000\nERROR_CHANNEL=from:file\nLOG_FILE_ENABLED=true\n")
     settings = load_settings({"PORT": "9100"}, env_file=env_file)
@@ -43,17 +43,17 @@ def test_environment_wins_over_the_env_file(tmp_path):  # type: ignore[no-untype
     ("STORE_MIN_SEVERITY", "loud", "STORE_MIN_SEVERITY must be one of"),
     ("RING_BUFFER_SIZE", "0", "RING_BUFFER_SIZE must be at least 1"),
 ])
-def test_bad_values_say_which_setting_and_why(name, value, message):  # type: ignore[no-untyped-def]
+def test_bad_values_say_which_setting_and_why(name, value, message):
     with pytest.raises(SettingsError, match=re.escape(message)):
         load_settings({name: value}, env_file=None)
 
 
-def test_postgres_scheme_alias_is_accepted():  # type: ignore[no-untyped-def]
+def test_postgres_scheme_alias_is_accepted():
     settings = load_settings({"DATABASE_URL": "postgres://u:p@db/errors"}, env_file=None)
     assert settings.sqlalchemy_url == "postgresql://u:p@db/errors"
 
 
-def test_env_example_lists_every_setting_with_its_default():  # type: ignore[no-untyped-def]
+def test_env_example_lists_every_setting_with_its_default():
     text = (ROOT / ".env.example").read_text()
     listed = dict(re.findall(r"^#?\s*([A-Z_]+)=(.*)$", text, flags=re.M))
     defaults = Settings()

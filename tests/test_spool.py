@@ -13,7 +13,7 @@ def _payloads(spool: Spool, limit: int = 100_000) -> list[bytes]:
     return [payload for payload, _ in records]
 
 
-def test_payloads_come_back_in_order_with_their_received_time(tmp_path):  # type: ignore[no-untyped-def]
+def test_payloads_come_back_in_order_with_their_received_time(tmp_path):
     spool = Spool(tmp_path)
     spool.open()
     for i in range(10):
@@ -25,7 +25,7 @@ def test_payloads_come_back_in_order_with_their_received_time(tmp_path):  # type
     spool.close()
 
 
-def test_segments_rotate_and_committed_ones_are_deleted(tmp_path):  # type: ignore[no-untyped-def]
+def test_segments_rotate_and_committed_ones_are_deleted(tmp_path):
     spool = Spool(tmp_path, segment_bytes=4096)
     spool.open()
     for i in range(100):
@@ -39,7 +39,7 @@ def test_segments_rotate_and_committed_ones_are_deleted(tmp_path):  # type: igno
     spool.close()
 
 
-def test_what_was_not_committed_is_replayed_after_a_restart(tmp_path):  # type: ignore[no-untyped-def]
+def test_what_was_not_committed_is_replayed_after_a_restart(tmp_path):
     first = Spool(tmp_path, segment_bytes=500)
     first.open()
     for i in range(30):
@@ -59,7 +59,7 @@ def test_what_was_not_committed_is_replayed_after_a_restart(tmp_path):  # type: 
     second.close()
 
 
-def test_a_torn_record_at_the_end_of_an_old_segment_is_skipped(tmp_path):  # type: ignore[no-untyped-def]
+def test_a_torn_record_at_the_end_of_an_old_segment_is_skipped(tmp_path):
     first = Spool(tmp_path)
     first.open()
     first.append(b"whole", 1.0)
@@ -75,7 +75,7 @@ def test_a_torn_record_at_the_end_of_an_old_segment_is_skipped(tmp_path):  # typ
     second.close()
 
 
-def test_a_full_spool_refuses_and_counts(tmp_path):  # type: ignore[no-untyped-def]
+def test_a_full_spool_refuses_and_counts(tmp_path):
     spool = Spool(tmp_path, max_bytes=10_000)
     spool.open()
     accepted = sum(spool.append(b"y" * 988, 0.0) is not None for _ in range(20))
@@ -87,7 +87,7 @@ def test_a_full_spool_refuses_and_counts(tmp_path):  # type: ignore[no-untyped-d
     spool.close()
 
 
-def test_a_record_larger_than_one_read_comes_back_whole(tmp_path):  # type: ignore[no-untyped-def]
+def test_a_record_larger_than_one_read_comes_back_whole(tmp_path):
     spool = Spool(tmp_path)
     spool.open()
     big = os.urandom(6 * 1024 * 1024)
@@ -108,7 +108,7 @@ def _killed_after_write(spool: Spool, *payloads: bytes) -> None:
             file.write(HEADER.pack(len(payload), 5.0) + payload)
 
 
-def test_records_a_killed_writer_never_counted_are_counted_by_the_next_one(tmp_path):  # type: ignore[no-untyped-def]
+def test_records_a_killed_writer_never_counted_are_counted_by_the_next_one(tmp_path):
     spool = Spool(tmp_path, segment_bytes=4096)
     spool.open()
     assert spool.state is not None
@@ -133,7 +133,7 @@ def test_records_a_killed_writer_never_counted_are_counted_by_the_next_one(tmp_p
     spool.close()
 
 
-def test_a_writer_killed_as_it_began_a_segment_leaves_nothing_uncounted(tmp_path):  # type: ignore[no-untyped-def]
+def test_a_writer_killed_as_it_began_a_segment_leaves_nothing_uncounted(tmp_path):
     """Killed after it made the next segment's file, before it moved to it: the segment it
     was on is counted from its own start, not from the new one's."""
     spool = Spool(tmp_path)

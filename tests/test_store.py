@@ -13,12 +13,12 @@ from queries.store import ErrorStore, StoreUnavailable
 from tests.factories import event
 
 
-def _rows(engine, table=error_logs):  # type: ignore[no-untyped-def]
+def _rows(engine, table=error_logs):
     with engine.connect() as conn:
         return conn.execute(select(table)).all()
 
 
-def _poison(engine) -> None:  # type: ignore[no-untyped-def]
+def _poison(engine) -> None:
     """Make the database refuse any row whose message is POISON, as a constraint would."""
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
@@ -30,7 +30,7 @@ def _poison(engine) -> None:  # type: ignore[no-untyped-def]
                 "WHEN NEW.error_message = 'POISON' BEGIN SELECT RAISE(ABORT, 'poison'); END"))
 
 
-def test_batch_is_stored_with_every_column(engine):  # type: ignore[no-untyped-def]
+def test_batch_is_stored_with_every_column(engine):
     store = ErrorStore(engine)
     moment = datetime(2024, 10, 30, 12, 0, 0, 123456, tzinfo=UTC)
     result = store.write_batch([event(error_id="one", timestamp=moment,
@@ -45,7 +45,7 @@ def test_batch_is_stored_with_every_column(engine):  # type: ignore[no-untyped-d
     store.close()
 
 
-def test_missing_fields_are_null_and_awkward_text_comes_back_as_sent(engine):  # type: ignore[no-untyped-def]
+def test_missing_fields_are_null_and_awkward_text_comes_back_as_sent(engine):
     store = ErrorStore(engine)
     awkward = 'quote " comma , newline\n\r backslash \\N tab\t and \'single\''
     store.write_batch([
@@ -65,7 +65,7 @@ def test_missing_fields_are_null_and_awkward_text_comes_back_as_sent(engine):  #
     assert shown.component == "" and shown.symbol == "BRK.B"
 
 
-def test_duplicate_error_id_is_stored_once(engine):  # type: ignore[no-untyped-def]
+def test_duplicate_error_id_is_stored_once(engine):
     store = ErrorStore(engine)
     first = store.write_batch([event(error_id="dup"), event(error_id="other")])
     again = store.write_batch([event(error_id="dup", error_message="re-sent")])
@@ -79,7 +79,7 @@ def test_duplicate_error_id_is_stored_once(engine):  # type: ignore[no-untyped-d
     store.close()
 
 
-def test_a_poisoned_row_does_not_sink_its_batch(engine):  # type: ignore[no-untyped-def]
+def test_a_poisoned_row_does_not_sink_its_batch(engine):
     _poison(engine)
     store = ErrorStore(engine)
     batch = [event(error_id=f"good-{i}") for i in range(100)]
@@ -97,7 +97,7 @@ def test_a_poisoned_row_does_not_sink_its_batch(engine):  # type: ignore[no-unty
     store.close()
 
 
-def test_rejections_are_stored_with_reason_and_raw_text(engine):  # type: ignore[no-untyped-def]
+def test_rejections_are_stored_with_reason_and_raw_text(engine):
     store = ErrorStore(engine)
     now = datetime.now(UTC)
     store.write_rejections([Rejection(raw="{not json\x00", reason="not valid JSON",
@@ -107,7 +107,7 @@ def test_rejections_are_stored_with_reason_and_raw_text(engine):  # type: ignore
     store.close()
 
 
-def test_unreachable_database_raises_store_unavailable(tmp_path):  # type: ignore[no-untyped-def]
+def test_unreachable_database_raises_store_unavailable(tmp_path):
     from queries.engine import make_engine
 
     engine = make_engine("postgresql://postgres@127.0.0.1:1/nothing")
@@ -118,7 +118,7 @@ def test_unreachable_database_raises_store_unavailable(tmp_path):  # type: ignor
     engine.dispose()
 
 
-def test_missing_table_is_an_outage_not_a_refusal(engine):  # type: ignore[no-untyped-def]
+def test_missing_table_is_an_outage_not_a_refusal(engine):
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE error_logs"))
     store = ErrorStore(engine)
@@ -127,7 +127,7 @@ def test_missing_table_is_an_outage_not_a_refusal(engine):  # type: ignore[no-un
     store.close()
 
 
-def test_count_is_exact_after_many_batches(engine):  # type: ignore[no-untyped-def]
+def test_count_is_exact_after_many_batches(engine):
     store = ErrorStore(engine)
     total = 0
     for batch_no in range(5):
@@ -139,10 +139,10 @@ def test_count_is_exact_after_many_batches(engine):  # type: ignore[no-untyped-d
     store.close()
 
 
-def test_hooks_see_only_new_events_and_a_failing_hook_costs_no_rows(engine):  # type: ignore[no-untyped-def]
+def test_hooks_see_only_new_events_and_a_failing_hook_costs_no_rows(engine):
     seen: list[list[str]] = []
 
-    def record(_conn, _dialect, new) -> None:  # type: ignore[no-untyped-def]
+    def record(_conn, _dialect, new) -> None:
         seen.append([e.error_id for e in new])
 
     store = ErrorStore(engine, hooks=[record])
@@ -152,7 +152,7 @@ def test_hooks_see_only_new_events_and_a_failing_hook_costs_no_rows(engine):  # 
     assert [e.error_id for e in result.new_events] == ["c"]
     store.close()
 
-    def broken(conn, _dialect, _new) -> None:  # type: ignore[no-untyped-def]
+    def broken(conn, _dialect, _new) -> None:
         cur = conn.cursor()
         cur.execute("INSERT INTO no_such_table VALUES (1)")
 

@@ -18,7 +18,7 @@ from tests.conftest import fresh_schema, wait_for
 
 
 @pytest.fixture
-def stream(redis_client):  # type: ignore[no-untyped-def]
+def stream(redis_client):
     name = f"test:{uuid.uuid4().hex}:stream"
     yield name
     redis_client.delete(name)
@@ -29,17 +29,17 @@ def _entry(i: int) -> dict[str, bytes]:
                                 "message": f"failure {i}", "category": "network"}).encode()}
 
 
-def _count(engine) -> int:  # type: ignore[no-untyped-def]
+def _count(engine) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(error_logs)).scalar_one()
 
 
-def _pending(redis_client, stream: str, group: str) -> int:  # type: ignore[no-untyped-def]
+def _pending(redis_client, stream: str, group: str) -> int:
     return redis_client.xpending(stream, group)["pending"]
 
 
 def test_entries_added_while_down_are_stored_and_acknowledged(
-        engine, db_url, make_settings, redis_client, stream):  # type: ignore[no-untyped-def]
+        engine, db_url, make_settings, redis_client, stream):
     for i in range(500):
         redis_client.xadd(stream, _entry(i))
     redis_client.xadd(stream, {"severity": "critical", "message": "fields, no data",
@@ -59,7 +59,7 @@ def test_entries_added_while_down_are_stored_and_acknowledged(
 
 
 def test_entries_are_not_acknowledged_before_the_store_commits(
-        pg_url, make_settings, redis_client, stream):  # type: ignore[no-untyped-def]
+        pg_url, make_settings, redis_client, stream):
     from queries.engine import make_engine
 
     engine = make_engine(pg_url)
@@ -85,7 +85,7 @@ def test_entries_are_not_acknowledged_before_the_store_commits(
 
 
 def test_two_monitors_in_one_group_share_the_stream_without_double_storage(
-        engine, db_url, make_settings, redis_client, stream, tmp_path):  # type: ignore[no-untyped-def]
+        engine, db_url, make_settings, redis_client, stream, tmp_path):
     monitors = [
         IngestService(make_settings(database_url=db_url, ingest_source="stream",
                                     error_stream=stream, stream_consumer=f"worker-{n}",
@@ -109,14 +109,14 @@ def test_two_monitors_in_one_group_share_the_stream_without_double_storage(
     assert all(m.counters()["received"] > 0 for m in monitors)  # both took a share
 
 
-def _stream_settings(make_settings, db_url, stream, tmp_path, name, **extra):  # type: ignore[no-untyped-def]
+def _stream_settings(make_settings, db_url, stream, tmp_path, name, **extra):
     return make_settings(database_url=db_url, ingest_source="stream", error_stream=stream,
                          stream_consumer=name, spool_dir=str(tmp_path / f"spool-{name}"),
                          **extra)
 
 
 def test_a_dead_consumers_20000_pending_entries_are_all_reclaimed_within_15_s(
-        engine, db_url, make_settings, redis_client, stream, tmp_path):  # type: ignore[no-untyped-def]
+        engine, db_url, make_settings, redis_client, stream, tmp_path):
     settings = _stream_settings(make_settings, db_url, stream, tmp_path, "survivor",
                                 stream_claim_idle_ms=1000, stream_reclaim_interval_ms=500)
     redis_client.xgroup_create(stream, settings.stream_group, id="0", mkstream=True)
@@ -147,7 +147,7 @@ def test_a_dead_consumers_20000_pending_entries_are_all_reclaimed_within_15_s(
 
 
 def test_a_live_consumer_whose_store_is_locked_keeps_its_entries(
-        pg_url, make_settings, redis_client, stream, tmp_path):  # type: ignore[no-untyped-def]
+        pg_url, make_settings, redis_client, stream, tmp_path):
     from queries.engine import make_engine
 
     engine = make_engine(pg_url)
@@ -180,7 +180,7 @@ def test_a_live_consumer_whose_store_is_locked_keeps_its_entries(
 
 
 def test_entries_trimmed_before_they_were_read_are_counted_as_lost(
-        engine, db_url, make_settings, redis_client, stream, tmp_path):  # type: ignore[no-untyped-def]
+        engine, db_url, make_settings, redis_client, stream, tmp_path):
     settings = _stream_settings(make_settings, db_url, stream, tmp_path, "one",
                                 stream_reclaim_interval_ms=300)
     first = IngestService(settings, engine)

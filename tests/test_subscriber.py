@@ -23,14 +23,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def private_redis(tmp_path):  # type: ignore[no-untyped-def]
+def private_redis(tmp_path):
     server = PrivateRedis(tmp_path).start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def spool(tmp_path):  # type: ignore[no-untyped-def]
+def spool(tmp_path):
     spool = Spool(tmp_path / "spool")
     spool.open()
     yield spool
@@ -55,7 +55,7 @@ def _running(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] not in "ZX"
 
 
-def test_journals_payloads_untouched(private_redis, channel, spool):  # type: ignore[no-untyped-def]
+def test_journals_payloads_untouched(private_redis, channel, spool):
     sub = _subscriber(private_redis.url, channel, spool)
     sub.start()
     try:
@@ -70,7 +70,7 @@ def test_journals_payloads_untouched(private_redis, channel, spool):  # type: ig
     assert _journaled(spool) == [b"{}", b"\xff\xfe not utf-8", b"x" * 70000]
 
 
-def test_resubscribes_within_seconds_after_redis_restarts(private_redis, channel, spool):  # type: ignore[no-untyped-def]
+def test_resubscribes_within_seconds_after_redis_restarts(private_redis, channel, spool):
     sub = _subscriber(private_redis.url, channel, spool)
     sub.start()
     try:
@@ -95,7 +95,7 @@ def test_resubscribes_within_seconds_after_redis_restarts(private_redis, channel
     assert _journaled(spool) == [b"before", b"after"]
 
 
-def test_keeps_trying_when_redis_is_absent_at_start(tmp_path, channel, spool):  # type: ignore[no-untyped-def]
+def test_keeps_trying_when_redis_is_absent_at_start(tmp_path, channel, spool):
     server = PrivateRedis(tmp_path)  # not started yet
     sub = _subscriber(server.url, channel, spool)
     sub.start()
@@ -110,7 +110,7 @@ def test_keeps_trying_when_redis_is_absent_at_start(tmp_path, channel, spool):  
         server.stop()
 
 
-def test_a_link_that_stops_answering_health_checks_is_dropped(private_redis, channel, spool):  # type: ignore[no-untyped-def]
+def test_a_link_that_stops_answering_health_checks_is_dropped(private_redis, channel, spool):
     sub = _subscriber(private_redis.url, channel, spool, interval=1)
     sub.start()
     try:
@@ -124,7 +124,7 @@ def test_a_link_that_stops_answering_health_checks_is_dropped(private_redis, cha
         sub.stop()
 
 
-def test_a_stop_journals_everything_published_before_it(private_redis, channel, spool):  # type: ignore[no-untyped-def]
+def test_a_stop_journals_everything_published_before_it(private_redis, channel, spool):
     sub = _subscriber(private_redis.url, channel, spool)
     sub.start()
     try:
@@ -142,7 +142,7 @@ def test_a_stop_journals_everything_published_before_it(private_redis, channel, 
     assert sub.gaps == []  # a requested stop is not a gap in listening
 
 
-def test_a_reader_that_dies_is_restarted_and_the_gap_recorded(private_redis, channel, spool):  # type: ignore[no-untyped-def]
+def test_a_reader_that_dies_is_restarted_and_the_gap_recorded(private_redis, channel, spool):
     sub = _subscriber(private_redis.url, channel, spool)
     sub.start()
     try:
@@ -165,7 +165,7 @@ def test_a_reader_that_dies_is_restarted_and_the_gap_recorded(private_redis, cha
 
 
 def test_readers_killed_mid_stream_leave_every_journaled_record_counted(
-        private_redis, channel, spool):  # type: ignore[no-untyped-def]
+        private_redis, channel, spool):
     """kill -9 the reader three times while messages stream in: what each one journaled is
     counted once, by it or by the reader started in its place, never twice, never missed."""
     import threading
@@ -222,7 +222,7 @@ _PARENT = textwrap.dedent("""
 """)
 
 
-def test_the_reader_exits_when_its_parent_is_killed(private_redis, channel, tmp_path):  # type: ignore[no-untyped-def]
+def test_the_reader_exits_when_its_parent_is_killed(private_redis, channel, tmp_path):
     parent = subprocess.Popen(
         [sys.executable, "-c", _PARENT, str(tmp_path / "spool"), private_redis.url, channel],
         cwd=ROOT, stdout=subprocess.PIPE)

@@ -30,7 +30,7 @@ class Clock:
         return self.now
 
 
-def _store(engine, events) -> None:  # type: ignore[no-untyped-def]
+def _store(engine, events) -> None:
     store = ErrorStore(engine)
     try:
         assert not store.write_batch(list(events)).refused
@@ -38,7 +38,7 @@ def _store(engine, events) -> None:  # type: ignore[no-untyped-def]
         store.close()
 
 
-def _spread(hours: int = 50, every_minutes: int = 7) -> list:  # type: ignore[type-arg]
+def _spread(hours: int = 50, every_minutes: int = 7) -> list:
     """Errors every few minutes over the last `hours`, with a mix of everything."""
     severities = ("warning", "error", "critical", "error", "warning", "info")
     categories = ("pattern", "database", "network", "redis")
@@ -71,7 +71,7 @@ def test_a_requested_bucket_that_makes_too_many_bars_is_coarsened() -> None:
 
 
 @pytest.mark.parametrize("hours", [1, 3, 24, 49])
-def test_window_counts_equal_a_direct_count(engine, hours: int) -> None:  # type: ignore[no-untyped-def]
+def test_window_counts_equal_a_direct_count(engine, hours: int) -> None:
     _store(engine, _spread())
     rollup = HourlyRollup(engine, Clock(NOW))
     counts = rollup.severity_counts(NOW - timedelta(hours=hours))
@@ -81,7 +81,7 @@ def test_window_counts_equal_a_direct_count(engine, hours: int) -> None:  # type
     assert counts["total"] == sum(direct[k] for k in shown) > 0
 
 
-def test_cached_hours_are_not_read_again_until_they_are_due(engine) -> None:  # type: ignore[no-untyped-def]
+def test_cached_hours_are_not_read_again_until_they_are_due(engine) -> None:
     _store(engine, _spread())
     clock = Clock(NOW)
     rollup = HourlyRollup(engine, clock)
@@ -104,7 +104,7 @@ def test_cached_hours_are_not_read_again_until_they_are_due(engine) -> None:  # 
     assert rollup.reads > reads
 
 
-def test_hourly_trend_matches_the_rows(engine) -> None:  # type: ignore[no-untyped-def]
+def test_hourly_trend_matches_the_rows(engine) -> None:
     rows = _spread()
     _store(engine, rows)
     rollup = HourlyRollup(engine, Clock(NOW))
@@ -126,7 +126,7 @@ def test_hourly_trend_matches_the_rows(engine) -> None:  # type: ignore[no-untyp
     assert symbols["count"].iloc[0] == sum(1 for r in shown if r.symbol == "AAPL")
 
 
-def test_short_ranges_use_minutes_and_long_ones_days(engine) -> None:  # type: ignore[no-untyped-def]
+def test_short_ranges_use_minutes_and_long_ones_days(engine) -> None:
     _store(engine, _spread(hours=24 * 9, every_minutes=60))
     rollup = HourlyRollup(engine, Clock(NOW))
     minute = build_trend(rollup, NOW - timedelta(hours=2), NOW)
@@ -137,7 +137,7 @@ def test_short_ranges_use_minutes_and_long_ones_days(engine) -> None:  # type: i
     assert day.total == build_trend(rollup, NOW - timedelta(days=9), NOW, "hour").total
 
 
-def test_an_empty_range_is_empty_with_every_bucket_present(engine) -> None:  # type: ignore[no-untyped-def]
+def test_an_empty_range_is_empty_with_every_bucket_present(engine) -> None:
     rollup = HourlyRollup(engine, Clock(NOW))
     trend = build_trend(rollup, NOW - timedelta(hours=24), NOW)
     assert trend.empty and trend.total == 0
@@ -146,7 +146,7 @@ def test_an_empty_range_is_empty_with_every_bucket_present(engine) -> None:  # t
     assert trend.top["symbol"].empty
 
 
-def test_trend_json_shape(engine) -> None:  # type: ignore[no-untyped-def]
+def test_trend_json_shape(engine) -> None:
     _store(engine, _spread(hours=3))
     data = build_trend(HourlyRollup(engine, Clock(NOW)), NOW - timedelta(hours=3), NOW).as_json()
     assert data["bucket"] == "minute"
@@ -158,7 +158,7 @@ def test_trend_json_shape(engine) -> None:  # type: ignore[no-untyped-def]
     assert data["topSymbols"][0] == {"name": "AAPL", "count": data["topSymbols"][0]["count"]}
 
 
-def test_refresh_rereads_the_newest_cached_hours(engine) -> None:  # type: ignore[no-untyped-def]
+def test_refresh_rereads_the_newest_cached_hours(engine) -> None:
     rollup = HourlyRollup(engine, Clock(NOW))
     assert build_trend(rollup, NOW - timedelta(hours=24), NOW).empty
     _store(engine, [event(error_id=f"back{i}", timestamp=NOW - timedelta(hours=5, minutes=i))

@@ -21,10 +21,10 @@ NOTICE = Notice("firing", {"id": "a1", "rule": "critical_error", "key": "fp", "c
 class Receiver:
     """A local HTTP server whose answers a test scripts: a list of (status, headers)."""
 
-    def __init__(self, script=None, hang: bool = False) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, script=None, hang: bool = False) -> None:
         self.script = list(script or [])
         self.hang = hang
-        self.bodies: list[dict] = []  # type: ignore[type-arg]
+        self.bodies: list[dict] = []
         self.times: list[float] = []
         receiver = self
 
@@ -44,7 +44,7 @@ class Receiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+            def log_message(self, *args) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -57,11 +57,11 @@ class Receiver:
 
 
 @pytest.fixture
-def fast_backoff():  # type: ignore[no-untyped-def]
+def fast_backoff():
     return ExponentialWithJitterBackoff(cap=0.2, base=0.05)
 
 
-def test_a_notice_is_posted_as_slack_text_plus_fields(fast_backoff):  # type: ignore[no-untyped-def]
+def test_a_notice_is_posted_as_slack_text_plus_fields(fast_backoff):
     receiver = Receiver()
     notifier = WebhookNotifier(receiver.url, backoff=fast_backoff)
     notifier.start()
@@ -76,7 +76,7 @@ def test_a_notice_is_posted_as_slack_text_plus_fields(fast_backoff):  # type: ig
     assert body["kind"] == "firing" and body["rule"] == "critical_error" and body["id"] == "a1"
 
 
-def test_a_receiver_failing_until_its_third_try_gets_it_once(fast_backoff):  # type: ignore[no-untyped-def]
+def test_a_receiver_failing_until_its_third_try_gets_it_once(fast_backoff):
     receiver = Receiver(script=[(500, {}), (503, {}), (200, {})])
     notifier = WebhookNotifier(receiver.url, max_tries=5, backoff=fast_backoff)
     notifier.start()
@@ -90,7 +90,7 @@ def test_a_receiver_failing_until_its_third_try_gets_it_once(fast_backoff):  # t
     assert notifier.stats.retries == 2 and notifier.stats.failed == 0
 
 
-def test_a_429_retry_after_is_honoured(fast_backoff):  # type: ignore[no-untyped-def]
+def test_a_429_retry_after_is_honoured(fast_backoff):
     receiver = Receiver(script=[(429, {"Retry-After": "1"}), (200, {})])
     notifier = WebhookNotifier(receiver.url, backoff=fast_backoff)
     notifier.start()
@@ -103,7 +103,7 @@ def test_a_429_retry_after_is_honoured(fast_backoff):  # type: ignore[no-untyped
     assert receiver.times[1] - receiver.times[0] >= 0.95
 
 
-def test_giving_up_after_max_tries_is_counted(fast_backoff):  # type: ignore[no-untyped-def]
+def test_giving_up_after_max_tries_is_counted(fast_backoff):
     receiver = Receiver(script=[(500, {})] * 10)
     notifier = WebhookNotifier(receiver.url, max_tries=3, backoff=fast_backoff)
     notifier.start()
@@ -116,7 +116,7 @@ def test_giving_up_after_max_tries_is_counted(fast_backoff):  # type: ignore[no-
     assert len(receiver.times) == 3 and notifier.stats.last_error == "HTTP 500"
 
 
-def test_a_receiver_that_never_answers_does_not_block_the_sender(fast_backoff):  # type: ignore[no-untyped-def]
+def test_a_receiver_that_never_answers_does_not_block_the_sender(fast_backoff):
     receiver = Receiver(hang=True)
     notifier = WebhookNotifier(receiver.url, max_tries=2, timeout=0.5, backoff=fast_backoff,
                                queue_size=5)
@@ -133,7 +133,7 @@ def test_a_receiver_that_never_answers_does_not_block_the_sender(fast_backoff): 
     assert "timed out" in (notifier.stats.last_error or "")
 
 
-def test_retry_after_as_an_http_date():  # type: ignore[no-untyped-def]
+def test_retry_after_as_an_http_date():
     assert retry_after_seconds("120") == 120.0
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert retry_after_seconds("soon") is None

@@ -206,7 +206,7 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView) -> None:
         State(ids.ERROR_SEARCH, "value"),
         State(ids.SEARCH_STATE, "data"),
     )
-    def search(_b, _s, range_value, custom, _n1, _n2, _n3, text, state):  # type: ignore[no-untyped-def]
+    def search(_b, _s, range_value, custom, _n1, _n2, _n3, text, state):
         fired = {p.split(".")[0] for p in ctx.triggered_prop_ids}
         action = next((a for i, a in _ACTIONS.items() if i in fired), "search")
         if fired & {ids.SEARCH_BUTTON, ids.ERROR_SEARCH, ids.SEARCH_RANGE, ids.SEARCH_CUSTOM_UTC}:

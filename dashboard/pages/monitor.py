@@ -570,6 +570,6 @@ def register_callbacks(app: Dash, status: Status) -> None:
         State(ids.MONITOR_DIGEST, "data"),
         prevent_initial_call=True,
     )
-    def tick(_n, digests):  # type: ignore[no-untyped-def]
+    def tick(_n, digests):
         changed, updated, problem, new = refresh(status, digests)
         return (*(changed.get(name, no_update) for name in names), updated, problem, new)

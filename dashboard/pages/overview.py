@@ -253,7 +253,7 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView,
         State(ids.LIVE_CURSOR, "data"),
         prevent_initial_call=True,
     )
-    def feed(_tick, categories, severities, cursor):  # type: ignore[no-untyped-def]
+    def feed(_tick, categories, severities, cursor):
         # A filter change can arrive in one request with a tick: look at every trigger.
         fired = {p.split(".")[0] for p in ctx.triggered_prop_ids}
         if fired & {ids.CATEGORY_FILTER, ids.SEVERITY_FILTER}:
@@ -278,7 +278,7 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView,
         Input(ids.STATS_WINDOW, "value"),
         prevent_initial_call=True,
     )
-    def stats(_tick, window):  # type: ignore[no-untyped-def]
+    def stats(_tick, window):
         try:
             values = stat_values(rollup, window)
         except SQLAlchemyError:
@@ -300,7 +300,7 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView,
         Input(ids.OVERVIEW_LIST_MODE, "value"),
         prevent_initial_call=True,
     )
-    def switch_list(mode):  # type: ignore[no-untyped-def]
+    def switch_list(mode):
         # The events grid keeps its feed while hidden, so switching back shows it current.
         if mode == "groups":
             return ("grid-box d-none", "grid-box", "d-none", "d-none", GROUPS_NOTE,
@@ -329,7 +329,7 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView,
         State(ids.OVERVIEW_GROUPS_DIGEST, "data"),
         prevent_initial_call=True,
     )
-    def groups_feed(_tick, window, last_digest):  # type: ignore[no-untyped-def]
+    def groups_feed(_tick, window, last_digest):
         try:
             rows = overview_rows(engine, window if window in STAT_WINDOWS else DEFAULT_WINDOW)
         except SQLAlchemyError:
@@ -344,5 +344,5 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView,
         Input(ids.OVERVIEW_GROUPS, "cellClicked"),
         prevent_initial_call=True,
     )
-    def open_group(clicked):  # type: ignore[no-untyped-def]
+    def open_group(clicked):
         return title_click_href(clicked) or no_update

@@ -184,7 +184,7 @@ def register_callbacks(app: Dash, rollup: HourlyRollup) -> None:
         Input(ids.TRENDS_INTERVAL, "n_intervals"),
         Input(ids.THEME_STORE, "data"),
     )
-    def draw(range_value, bucket, custom, _refresh, _tick, theme):  # type: ignore[no-untyped-def]
+    def draw(range_value, bucket, custom, _refresh, _tick, theme):
         return trends_view(rollup, range_value, bucket,
                            custom if range_value == "custom" else None, theme == "dark",
                            refresh=f"{ids.TRENDS_REFRESH}.n_clicks" in ctx.triggered_prop_ids)
