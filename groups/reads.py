@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pandas as pd
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Engine
 
 from groups.hook import effective_state
-from queries.counted import counted
+from queries.counts import group_slot_counts
 from queries.records import as_utc, iso_utc
 from queries.schema import error_group_symbols, error_groups, error_logs
 
@@ -102,23 +101,11 @@ def _top_symbols(conn: Any, fingerprints: list[str]) -> dict[str, list[dict[str,
 
 def _hourly(conn: Any, fingerprints: list[str], start: datetime,
             end: datetime) -> dict[str, list[int]]:
-    """Counts per hour for each fingerprint between start and end (oldest hour first)."""
-    if not fingerprints:
-        return {}
-    rows = conn.execute(select(error_logs.c.fingerprint, error_logs.c.timestamp).where(
-        error_logs.c.fingerprint.in_(fingerprints), error_logs.c.timestamp >= start,
-        error_logs.c.timestamp <= end, *counted())).all()
+    """Counts per hour for each fingerprint between start and end (oldest hour first), on
+    the producer's time: from the groups' count table and the raw edges of each hour
+    (queries/counts.py), the same as counting the rows."""
     hours = int((end - start) / timedelta(hours=1))
-    result = {fp: [0] * hours for fp in fingerprints}
-    if not rows:
-        return result
-    frame = pd.DataFrame(rows, columns=["fingerprint", "timestamp"])
-    stamps = pd.to_datetime(frame["timestamp"], utc=True)
-    frame["slot"] = ((stamps - pd.Timestamp(start)) // pd.Timedelta(hours=1)).astype(int)
-    for (fp, slot), count in frame.groupby(["fingerprint", "slot"]).size().items():
-        if 0 <= slot < hours:
-            result[fp][slot] = int(count)
-    return result
+    return group_slot_counts(conn, fingerprints, start, hours)
 
 
 def group_detail(engine: Engine, fingerprint: str, events: int = 50,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from queries.counted import RECEIVED, counted, received_since
+from queries.counted import RECEIVED, counted
+from queries.counts import matrix_counts
 from queries.records import as_utc, iso_utc
 from queries.schema import error_logs
 
@@ -45,20 +46,17 @@ def recent_errors(engine: Engine, limit: int = 100,
 
 
 def error_statistics(engine: Engine, hours: int, now: datetime | None = None) -> dict[str, Any]:
-    """Counts by severity and by category over the last `hours` hours."""
+    """Counts by severity and by category over the last `hours` hours (every row received
+    since then), from the count tables and the window's raw edge (queries/counts.py)."""
     since = (now or datetime.now(UTC)) - timedelta(hours=hours)
-    in_range = received_since(since)
     by_severity = dict.fromkeys(SHOWN_SEVERITIES, 0)
-    by_category: dict[str, int] = {}
+    categories: dict[str, int] = {}
     with engine.connect() as conn:
-        for severity, count in conn.execute(
-                select(error_logs.c.severity, func.count()).where(*in_range)
-                .group_by(error_logs.c.severity)):
-            by_severity[severity] = count
-        for category, count in conn.execute(
-                select(error_logs.c.category, func.count()).where(*in_range)
-                .group_by(error_logs.c.category).order_by(func.count().desc())):
-            by_category[category] = count
+        cells = matrix_counts(conn, since, None)
+    for (_, severity, category), n in cells.items():
+        by_severity[severity] = by_severity.get(severity, 0) + n
+        categories[category] = categories.get(category, 0) + n
+    by_category = dict(sorted(categories.items(), key=lambda kv: (-kv[1], kv[0])))
     return {
         "timeRange": f"last_{hours}_hours",
         "bySeverity": by_severity,
@@ -69,14 +67,13 @@ def error_statistics(engine: Engine, hours: int, now: datetime | None = None) ->
 
 def serious_counts(engine: Engine, since: datetime) -> tuple[int, int]:
     """(critical, error) counts of the rows received since `since` (test traffic never
-    counts); served by the index on received_at."""
-    query = (select(error_logs.c.severity, func.count())
-             .where(*received_since(since),
-                    error_logs.c.severity.in_(("critical", "error")))
-             .group_by(error_logs.c.severity))
+    counts): minute buckets and the raw edge of the window (queries/counts.py)."""
+    counts = {"critical": 0, "error": 0}
     with engine.connect() as conn:
-        counts = dict(conn.execute(query).all())
-    return counts.get("critical", 0), counts.get("error", 0)
+        for (_, severity, _), n in matrix_counts(conn, since, None,
+                                                 severities=("critical", "error")).items():
+            counts[severity] += n
+    return counts["critical"], counts["error"]
 
 
 def get_error(engine: Engine, error_id: str) -> dict[str, Any] | None:

@@ -41,8 +41,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.schema import CreateColumn, CreateIndex
+from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
+from queries import count_tables
 from queries.records import COLUMN_LIMITS, as_utc
 
 metadata = MetaData()
@@ -276,6 +277,41 @@ job_claims = Table(
     Column("claimed_at", UtcDateTime(), nullable=False),
 )
 
+# Counts of the counted rows in closed time buckets, kept exact by triggers on error_logs
+# (queries/count_tables.py); every count the product shows reads them (queries/counts.py).
+error_counts = Table(
+    "error_counts",
+    metadata,
+    Column("grain", Integer, primary_key=True),
+    Column("bucket", BigInteger, primary_key=True),  # epoch seconds // grain, UTC
+    Column("severity", String(16), primary_key=True),
+    Column("category", String(32), primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
+
+error_dim_counts = Table(
+    "error_dim_counts",
+    metadata,
+    Column("grain", Integer, primary_key=True),
+    Column("bucket", BigInteger, primary_key=True),
+    Column("dim", String(16), primary_key=True),
+    # '' for no value (NULL cannot be part of a key); the reads treat it as "no name".
+    Column("value", String(max(COLUMN_LIMITS["symbol"], COLUMN_LIMITS["component"],
+                               COLUMN_LIMITS["error_type"])), primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
+
+error_group_counts = Table(
+    "error_group_counts",
+    metadata,
+    Column("grain", Integer, primary_key=True),
+    Column("bucket", BigInteger, primary_key=True),  # on "timestamp"
+    Column("fingerprint", String(40), primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
+
+COUNT_TABLES = (error_counts, error_dim_counts, error_group_counts)
+
 # Columns the batch writer fills, in the order of its rows.
 INSERT_COLUMNS = (
     "error_id", "error_type", "error_message", "error_traceback", "severity", "category",
@@ -417,11 +453,15 @@ def create_schema(engine: Engine) -> None:
             else:
                 for statement in postgres_error_logs_ddl():
                     conn.exec_driver_sql(statement)
+            fresh = conn.exec_driver_sql(
+                "SELECT to_regclass('error_counts') IS NULL").scalar()
             metadata.create_all(conn, tables=others)
+            _install_counts_pg(conn, bool(fresh))
     else:
         with engine.begin() as conn:
             upgrade_error_logs(conn)
-        tables = [t for t in metadata.sorted_tables if not t.info.get("postgresql_only")]
+        tables = [t for t in metadata.sorted_tables
+                  if not t.info.get("postgresql_only") and t not in COUNT_TABLES]
         try:
             metadata.create_all(engine, tables=tables)
         except OperationalError as exc:
@@ -430,3 +470,58 @@ def create_schema(engine: Engine) -> None:
             if "already exists" not in str(exc):
                 raise
             metadata.create_all(engine, tables=tables)
+        _install_counts_sqlite(engine)
+
+
+def _install_counts_pg(conn, fresh: bool) -> None:
+    """The count tables' functions and triggers; filled from error_logs when just made.
+
+    Held under the schema lock by the caller. When the tables are new, error_logs is locked
+    against writes (SHARE ROW EXCLUSIVE, reads go on) from before the triggers exist until
+    the backfill commits: every row is counted once, by the backfill or by a trigger."""
+    if fresh:
+        conn.exec_driver_sql("LOCK TABLE error_logs IN SHARE ROW EXCLUSIVE MODE")
+    for statement in count_tables.pg_function_ddl():
+        conn.exec_driver_sql(statement)
+    cur = conn.connection.cursor()
+    tables = count_tables.pg_count_tables_of_error_logs(cur)
+    cur.close()
+    for table in tables:
+        for statement in count_tables.pg_trigger_ddl(table):
+            conn.exec_driver_sql(statement)
+    if fresh:
+        for statement in count_tables.backfill_sql("postgresql"):
+            conn.exec_driver_sql(statement)
+
+
+def _install_counts_sqlite(engine: Engine) -> None:
+    """As on PostgreSQL, in one BEGIN IMMEDIATE (the file's write lock): tables, triggers,
+    and the backfill when the tables are new. Another process starting at the same time
+    waits, then finds the tables and leaves the counts alone."""
+    raw = engine.raw_connection()
+    try:
+        dbapi = raw.driver_connection
+        previous = dbapi.isolation_level
+        dbapi.isolation_level = None  # we say BEGIN and COMMIT ourselves
+        cur = dbapi.cursor()
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            fresh = cur.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                                "AND name = 'error_counts'").fetchone()[0] == 0
+            for table in COUNT_TABLES:
+                cur.execute(str(CreateTable(table, if_not_exists=True)
+                                .compile(dialect=engine.dialect)))
+            for statement in count_tables.sqlite_trigger_ddl():
+                cur.execute(statement)
+            if fresh:
+                for statement in count_tables.backfill_sql("sqlite"):
+                    cur.execute(statement)
+            cur.execute("COMMIT")
+        except Exception:
+            cur.execute("ROLLBACK")
+            raise
+        finally:
+            cur.close()
+            dbapi.isolation_level = previous
+    finally:
+        raw.close()

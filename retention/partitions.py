@@ -32,6 +32,12 @@ from typing import Any, TypeVar
 import psycopg2
 import psycopg2.errors
 
+from queries.count_tables import (
+    pg_add_table_rows,
+    pg_count_tables_of_error_logs,
+    pg_function_ddl,
+    pg_trigger_ddl,
+)
 from queries.schema import DEFAULT_PARTITION, error_logs
 
 log = logging.getLogger(__name__)
@@ -175,6 +181,15 @@ def attach(conn: Any, part: Partition, create: bool, timer: DdlTimer | None = No
         if create:
             cur.execute(f"CREATE TABLE {name} "
                         "(LIKE error_logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        else:
+            # A day table left detached: its rows were taken out of the counts with the
+            # DETACH (below), so they go back in with the ATTACH.
+            for statement in pg_add_table_rows(part.name, +1):
+                cur.execute(statement)
+        # Before the move: the rows moved in from DEFAULT are counted by its triggers (out
+        # of DEFAULT) and by this table's (in), so the counts stay as they were.
+        for statement in pg_trigger_ddl(part.name):
+            cur.execute(statement)
         # Rows of this day that went to DEFAULT (no partition yet, or while it was detached)
         # must move, or ATTACH refuses: DEFAULT may not hold rows of an attached range.
         cur.execute(
@@ -210,9 +225,21 @@ def ensure_days(conn: Any, days: Iterable[date], timer: DdlTimer | None = None) 
 
 
 def detach(conn: Any, part: Partition, timer: DdlTimer | None = None) -> None:
-    with_short_locks(conn, f"detach {part.name}",
-                     lambda cur: cur.execute(
-                         f"ALTER TABLE error_logs DETACH PARTITION {ident(part.name)}"), timer)
+    """Detach `part`, taking its rows out of the counts in the same transaction (DETACH and
+    DROP fire no trigger: queries/count_tables.py)."""
+
+    def action(cur: Any) -> None:
+        # Writes into this day wait (reads go on) while its rows are counted out: a
+        # back-dated row stored in between would be dropped with the day but still counted.
+        # The partition first, error_logs second (DETACH): the ingest takes error_logs and
+        # then the partition only for a row of this expired day, and a deadlock with it is
+        # retried like a busy lock.
+        cur.execute(f"LOCK TABLE {ident(part.name)} IN SHARE MODE")
+        for statement in pg_add_table_rows(part.name, -1):
+            cur.execute(statement)
+        cur.execute(f"ALTER TABLE error_logs DETACH PARTITION {ident(part.name)}")
+
+    with_short_locks(conn, f"detach {part.name}", action, timer)
 
 
 def drop_detached(conn: Any, part: Partition) -> None:
@@ -257,6 +284,13 @@ def switch_to_partitioned(conn: Any, ddl: list[str], days: Iterable[date],
             lower, upper = day_bounds(day)
             cur.execute(f"CREATE TABLE {ident(partition_name(day))} PARTITION OF error_logs "
                         "FOR VALUES FROM (%s) TO (%s)", (lower, upper))
+        # The new tables count like the old one (which keeps its triggers under its new
+        # name: moving a row out of it and into error_logs leaves the counts as they were).
+        for statement in pg_function_ddl():
+            cur.execute(statement)
+        for table in pg_count_tables_of_error_logs(cur):
+            for statement in pg_trigger_ddl(table):
+                cur.execute(statement)
         cur.execute(f'INSERT INTO error_ids (error_id, "timestamp") SELECT error_id, "timestamp" '
                     f"FROM {ident(LEGACY)} ON CONFLICT (error_id) DO NOTHING")
         return cur.rowcount

@@ -1,0 +1,221 @@
+"""Counts over any window from the count tables: closed buckets plus the raw edges.
+
+A window [start, end) is covered by the coarsest whole buckets that fit (days, then hours,
+then minutes at its two ends), and what is left at each end, less than one of the finest
+bucket, is counted from the rows themselves through the index on the time column. The count
+tables are exact at all times (queries/count_tables.py: kept by triggers in the writing
+statement's transaction), so the sum is exactly `COUNT(*)` over the window, and its cost
+grows with the number of buckets the window spans, not with the rows in it.
+
+Times are handled in integer microseconds since the epoch, so bucket edges are exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from queries.count_tables import DIM_GRAINS, GROUP_GRAINS, MATRIX_GRAINS
+from queries.counted import RECEIVED, counted
+from queries.dialects import epoch_bucket
+from queries.schema import error_logs
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = 1_000_000
+
+
+def _micros(moment: datetime) -> int:
+    return (moment.astimezone(UTC) - EPOCH) // timedelta(microseconds=1)
+
+
+def _moment(micros: int) -> datetime:
+    return EPOCH + timedelta(microseconds=micros)
+
+
+@dataclass(frozen=True)
+class Cover:
+    """How a window is counted: whole buckets (grain seconds, first, stop or None for
+    "and every later one") and raw ranges of time (end None: open)."""
+
+    buckets: tuple[tuple[int, int, int | None], ...]
+    raw: tuple[tuple[datetime, datetime | None], ...]
+
+
+def cover(start: datetime, end: datetime | None, grains: Sequence[int]) -> Cover:
+    """The coarsest whole buckets inside [start, end), finer ones towards the edges, and
+    the raw remainders (each shorter than the finest grain). `grains` ascending, each
+    dividing the next."""
+    buckets: list[tuple[int, int, int | None]] = []
+    raw: list[tuple[int, int | None]] = []
+
+    def fill(lo: int, hi: int | None, level: int) -> None:
+        if hi is not None and lo >= hi:
+            return
+        if level < 0:
+            raw.append((lo, hi))
+            return
+        size = grains[level] * _US
+        first = -(-lo // size)  # ceil
+        stop = None if hi is None else hi // size
+        if stop is None or first < stop:
+            buckets.append((grains[level], first, stop))
+            fill(lo, first * size, level - 1)
+            if stop is not None:
+                fill(stop * size, hi, level - 1)
+        else:
+            fill(lo, hi, level - 1)
+
+    fill(_micros(start), None if end is None else _micros(end), len(grains) - 1)
+    # Adjacent raw pieces (a window shorter than a bucket) are one range.
+    merged: list[tuple[int, int | None]] = []
+    for lo, hi in sorted(raw, key=lambda r: r[0]):
+        if merged and merged[-1][1] == lo:
+            merged[-1] = (merged[-1][0], hi)
+        else:
+            merged.append((lo, hi))
+    return Cover(tuple(buckets),
+                 tuple((_moment(lo), None if hi is None else _moment(hi)) for lo, hi in merged))
+
+
+def _bucket_condition(ranges: Iterable[tuple[int, int, int | None]],
+                      prefix: str = "r") -> tuple[str, dict[str, int]]:
+    parts, params = [], {}
+    for i, (grain, first, stop) in enumerate(ranges):
+        params[f"{prefix}g{i}"], params[f"{prefix}a{i}"] = grain, first
+        part = f"(grain = :{prefix}g{i} AND bucket >= :{prefix}a{i}"
+        if stop is not None:
+            params[f"{prefix}b{i}"] = stop
+            part += f" AND bucket < :{prefix}b{i}"
+        parts.append(part + ")")
+    return " OR ".join(parts), params
+
+
+def _raw_condition(column: Any, ranges: Iterable[tuple[datetime, datetime | None]]
+                   ) -> ColumnElement[bool]:
+    parts = [column >= lo if hi is None else and_(column >= lo, column < hi)
+             for lo, hi in ranges]
+    return and_(or_(*parts), *counted())
+
+
+def _key_sql(key_seconds: int | None) -> str:
+    # The start (epoch seconds) of the output bucket a count-table bucket falls in; every
+    # grain used is at most key_seconds and divides it, so no bucket straddles two.
+    if key_seconds is None:
+        return "0"
+    return f"(bucket * grain / {int(key_seconds)}) * {int(key_seconds)}"
+
+
+# -- severity x category -------------------------------------------------------------------
+def matrix_counts(conn: Connection, start: datetime, end: datetime | None,
+                  key_seconds: int | None = None,
+                  severities: Sequence[str] | None = None) -> dict[tuple[int, str, str], int]:
+    """Counted rows received in [start, end) by (bucket start, severity, category).
+
+    `key_seconds`: the output buckets (60, 3600, 86400; key = their start in epoch
+    seconds); None: one total, key 0. `severities`: only these (health)."""
+    grains = [g for g in MATRIX_GRAINS if key_seconds is None or g <= key_seconds]
+    plan = cover(start, end, grains)
+    out: dict[tuple[int, str, str], int] = {}
+    sev_filter, sev_params = "", {}
+    if severities is not None:
+        sev_filter = " AND severity IN (" + ", ".join(
+            f":sev{i}" for i in range(len(severities))) + ")"
+        sev_params = {f"sev{i}": s for i, s in enumerate(severities)}
+    if plan.buckets:
+        where, params = _bucket_condition(plan.buckets)
+        key = _key_sql(key_seconds)
+        rows = conn.execute(text(
+            f"SELECT {key} AS k, severity, category, sum(n) FROM error_counts "
+            f"WHERE ({where}){sev_filter} GROUP BY 1, 2, 3"), {**params, **sev_params})
+        for k, severity, category, n in rows:
+            if n:
+                out[(int(k), severity, category)] = int(n)
+    if plan.raw:
+        conditions = [_raw_condition(RECEIVED, plan.raw)]
+        if severities is not None:
+            conditions.append(error_logs.c.severity.in_(list(severities)))
+        keys = [error_logs.c.severity, error_logs.c.category]
+        if key_seconds:
+            keys.insert(0, epoch_bucket(conn, RECEIVED, key_seconds).label("k"))
+        for row in conn.execute(select(*keys, func.count()).where(*conditions)
+                                .group_by(*keys)):
+            k = int(row[0]) * key_seconds if key_seconds else 0
+            severity, category, n = row[-3], row[-2], int(row[-1])
+            out[(k, severity, category)] = out.get((k, severity, category), 0) + n
+    return out
+
+
+# -- symbol, component, error type --------------------------------------------------------
+def dimension_counts(conn: Connection, start: datetime, end: datetime | None,
+                     dims: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Counts by value of each of `dims` over [start, end), shown severities only ('' is
+    "no value"); the same as GROUP BY over the rows."""
+    plan = cover(start, end, DIM_GRAINS)
+    out: dict[str, dict[str, int]] = {d: {} for d in dims}
+    if plan.buckets:
+        where, params = _bucket_condition(plan.buckets)
+        names = ", ".join(f":dim{i}" for i in range(len(dims)))
+        params.update({f"dim{i}": d for i, d in enumerate(dims)})
+        for dim, value, n in conn.execute(text(
+                f"SELECT dim, value, sum(n) FROM error_dim_counts WHERE ({where}) "
+                f"AND dim IN ({names}) GROUP BY 1, 2"), params):
+            if n:
+                out[dim][value] = int(n)
+    if plan.raw:
+        condition = and_(_raw_condition(RECEIVED, plan.raw),
+                         error_logs.c.severity.in_(("warning", "error", "critical")))
+        for dim in dims:
+            column = error_logs.c[dim]
+            tally = out[dim]
+            for value, n in conn.execute(select(column, func.count()).where(condition)
+                                         .group_by(column)):
+                key = value or ""
+                tally[key] = tally.get(key, 0) + int(n)
+    return out
+
+
+# -- error groups -------------------------------------------------------------------------
+def group_slot_counts(conn: Connection, fingerprints: Sequence[str], start: datetime,
+                      slots: int, slot_seconds: int = 3600) -> dict[str, list[int]]:
+    """Counted rows of each group by slot of `slot_seconds` from `start`, on "timestamp"
+    (the group strips' time): slot k is [start + k*slot, start + (k+1)*slot)."""
+    result = {fp: [0] * slots for fp in fingerprints}
+    if not fingerprints or slots <= 0:
+        return result
+    step = timedelta(seconds=slot_seconds)
+    bucket_ranges: list[tuple[int, int, int | None]] = []
+    raw: list[tuple[datetime, datetime | None]] = []
+    for k in range(slots):
+        plan = cover(start + k * step, start + (k + 1) * step, GROUP_GRAINS)
+        bucket_ranges.extend(plan.buckets)
+        raw.extend(plan.raw)
+    fps = {f"fp{i}": fp for i, fp in enumerate(fingerprints)}
+    names = ", ".join(f":{name}" for name in fps)
+    start_s = _micros(start) // _US
+    start_frac = _micros(start) % _US
+    if bucket_ranges:
+        where, params = _bucket_condition(bucket_ranges)
+        rows = conn.execute(text(
+            f"SELECT fingerprint, grain, bucket, n FROM error_group_counts WHERE ({where}) "
+            f"AND fingerprint IN ({names})"), {**params, **fps})
+        for fp, grain, bucket, n in rows:
+            # The bucket lies wholly inside one slot: the slot of its start.
+            offset = (int(bucket) * int(grain) - start_s) * _US - start_frac
+            slot = offset // (slot_seconds * _US)
+            if 0 <= slot < slots and n:
+                result[fp][slot] += int(n)
+    if raw:
+        for fp, stamp in conn.execute(
+                select(error_logs.c.fingerprint, error_logs.c.timestamp)
+                .where(error_logs.c.fingerprint.in_(list(fingerprints)),
+                       _raw_condition(error_logs.c.timestamp, raw))):
+            slot = (_micros(stamp) - _micros(start)) // (slot_seconds * _US)
+            if 0 <= slot < slots:
+                result[fp][slot] += 1
+    return result
