@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from queries.counts import dimension_counts, matrix_counts
+from queries.counts import matrix_counts, trend_counts
 from queries.reads import SHOWN_SEVERITIES
 from queries.records import CATEGORIES, SEVERITIES, iso_utc
 
@@ -112,8 +112,8 @@ class HourlyRollup:
         """Severity x category matrices by bucket of `seconds` (keyed by its start in epoch
         seconds), and each dimension's tallies busiest first, over [start, end)."""
         with self.engine.connect() as conn:
-            matrices = _matrices(matrix_counts(conn, start, end, seconds))
-            tallies = dimension_counts(conn, start, end, DIMENSIONS)
+            cells, tallies = trend_counts(conn, start, end, seconds, DIMENSIONS)
+        matrices = _matrices(cells)
         ranked = {d: sorted(tallies[d].items(), key=lambda kv: (-kv[1], kv[0]))
                   for d in DIMENSIONS}
         return matrices, ranked
@@ -137,9 +137,12 @@ class Trend:
 
     def as_json(self) -> dict[str, Any]:
         def series(frame: pd.DataFrame) -> list[dict[str, Any]]:
-            return [{"time": iso_utc(moment.to_pydatetime()),
-                     **{str(c): int(v) for c, v in row.items()}}
-                    for moment, row in frame.iterrows()]
+            # Plain lists, not iterrows(): a Series per row cost ~25 ms for 169 hours.
+            columns = [str(c) for c in frame.columns]
+            values = frame.to_numpy(dtype=np.int64).tolist()
+            return [{"time": iso_utc(moment.to_pydatetime()), **dict(zip(columns, row,
+                                                                          strict=True))}
+                    for moment, row in zip(frame.index, values, strict=True)]
 
         def ranking(frame: pd.DataFrame) -> list[dict[str, Any]]:
             return [{"name": n, "count": int(c)} for n, c in zip(frame["name"], frame["count"],
