@@ -37,6 +37,7 @@ from flask import Flask
 
 from dashboard.api import create_api_blueprint
 from dashboard.errors import install_error_handlers
+from queries.count_tables import pg_add_table_rows
 from queries.engine import make_engine
 from queries.schema import create_schema
 from retention.partitions import ensure_days
@@ -151,7 +152,9 @@ def load(admin_url: str, rows: int, days: int) -> tuple[str, float]:
                 cur.execute(LOAD_DAY_SQL, {"day": day, "rows": per_day, "end": end,
                                            "start": first + timedelta(days=day)})
                 conn.commit()
-                print(f"\r  loading: day {day + 1}/{days}", end="", flush=True)
+                if (day + 1) % 10 == 0:
+                    print(f"  loading: day {day + 1}/{days} "
+                          f"({time.perf_counter() - began:.0f} s)", flush=True)
         loaded = time.perf_counter() - began
         conn.autocommit = True
         with conn.cursor() as cur:
@@ -160,7 +163,7 @@ def load(admin_url: str, rows: int, days: int) -> tuple[str, float]:
             stored = cur.fetchone()[0]
             cur.execute("SELECT sum(n) FROM error_counts WHERE grain = 86400")
             counted = cur.fetchone()[0]
-        print(f"\r  {stored:,} rows over {days} days loaded in {loaded:.0f} s "
+        print(f"  {stored:,} rows over {days} days loaded in {loaded:.0f} s "
               f"(+ VACUUM ANALYZE {time.perf_counter() - began - loaded:.0f} s); "
               f"count tables hold {counted:,}")
         if stored != counted:
@@ -200,6 +203,21 @@ def measure(url: str, repeat: int) -> dict[str, tuple[float, float]]:
                 "'{}', %s, %s)", (f"ref_{time.time_ns()}_{next(counter)}", now, now))
             raw.commit()
 
+        # What retention's DETACH of one day adds (the ingest waits meanwhile): counting
+        # the day's rows out, in a transaction rolled back.
+        cur.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "WHERE i.inhparent = 'error_logs'::regclass AND c.relname <> "
+                    "'error_logs_default' ORDER BY c.relname LIMIT 1 OFFSET 2")
+        day = cur.fetchone()[0]
+        cur.execute(f'SELECT count(*) FROM "{day}"')
+        day_rows = cur.fetchone()[0]
+        began = time.perf_counter()
+        for statement in pg_add_table_rows(day, -1):
+            cur.execute(statement)
+        elapsed = (time.perf_counter() - began) * 1000
+        raw.rollback()
+        print(f"  counting one day out ({day}, {day_rows:,} rows, as DETACH does): "
+              f"{elapsed:.0f} ms")
         figures["ref: SELECT 1"] = sample(select_one, repeat)
         figures["ref: one-row INSERT + commit"] = sample(insert_one, repeat)
         cur.close()

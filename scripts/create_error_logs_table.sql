@@ -113,3 +113,8 @@ CREATE TABLE IF NOT EXISTS error_group_symbols (
     last_seen   TIMESTAMP WITH TIME ZONE NOT NULL,
     PRIMARY KEY (fingerprint, symbol)
 );
+
+-- The count tables (error_counts, error_dim_counts, error_group_counts) and the triggers
+-- that keep them exact are not here: they are generated code (queries/count_tables.py),
+-- and the monitor makes them at its first start on this schema, filling them once from any
+-- rows already in error_logs (docs/architecture.md, "Counts").
