@@ -51,8 +51,8 @@ INSERT INTO error_logs (error_id, error_type, error_message, severity, category,
                         component, operation, symbol, context, "timestamp", received_at,
                         fingerprint)
 SELECT 'bench_' || %(day)s || '_' || g, t.error_type, t.message || ' for SYM' || (g %% 500),
-       CASE WHEN (g * 7919) %% 100 < 1 THEN 'critical'
-            WHEN (g * 7919) %% 100 < 40 THEN 'error' ELSE 'warning' END,
+       CASE WHEN (g::bigint * 7919) %% 100 < 1 THEN 'critical'
+            WHEN (g::bigint * 7919) %% 100 < 40 THEN 'error' ELSE 'warning' END,
        t.category, 'TickStockPL', t.component, t.operation, 'SYM' || (g %% 500), '{}'::jsonb,
        ts, ts, md5(t.error_type || (g %% 40))
 FROM generate_series(1, %(rows)s) AS g
@@ -243,6 +243,8 @@ def main() -> int:
         print(f"{rows:,} rows:")
         url, _ = load(args.pg_admin_url, rows, args.days)
         results[rows] = measure(url, args.repeat)
+        for label, (p50, p95) in results[rows].items():  # at once: a later size may fail
+            print(f"    {label:<30} p50 {p50:8.2f} ms   p95 {p95:8.2f} ms", flush=True)
         if not args.keep:
             admin = psycopg2.connect(args.pg_admin_url)
             admin.autocommit = True

@@ -287,6 +287,7 @@ error_counts = Table(
     Column("severity", String(16), primary_key=True),
     Column("category", String(32), primary_key=True),
     Column("n", BigInteger, nullable=False),
+    sqlite_with_rowid=False,  # one B-tree: an upsert is one lookup
 )
 
 error_dim_counts = Table(
@@ -299,6 +300,7 @@ error_dim_counts = Table(
     Column("value", String(max(COLUMN_LIMITS["symbol"], COLUMN_LIMITS["component"],
                                COLUMN_LIMITS["error_type"])), primary_key=True),
     Column("n", BigInteger, nullable=False),
+    sqlite_with_rowid=False,  # one B-tree: an upsert is one lookup
 )
 
 error_group_counts = Table(
@@ -308,6 +310,7 @@ error_group_counts = Table(
     Column("bucket", BigInteger, primary_key=True),  # on "timestamp"
     Column("fingerprint", String(40), primary_key=True),
     Column("n", BigInteger, nullable=False),
+    sqlite_with_rowid=False,  # one B-tree: an upsert is one lookup
 )
 
 COUNT_TABLES = (error_counts, error_dim_counts, error_group_counts)

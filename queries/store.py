@@ -26,6 +26,7 @@ import orjson
 import psycopg2
 from sqlalchemy.engine import Engine
 
+from queries.count_tables import sqlite_count_batch
 from queries.dialects import db_time, placeholder, sqlite_time
 from queries.records import ErrorEvent, Rejection
 from queries.schema import INSERT_COLUMNS
@@ -357,6 +358,9 @@ class ErrorStore:
             cur.execute("SELECT error_id FROM error_logs WHERE error_id IN "
                         f"({', '.join('?' * len(chunk))})", chunk)
             existing.update(row[0] for row in cur.fetchall())
+        # The count tables' INSERT trigger stands aside while this row is there: the new
+        # rows are counted below, per batch (queries/count_tables.py).
+        cur.execute("INSERT INTO error_counts_paused (id) VALUES (1)")
         cur.executemany(
             f"INSERT INTO error_logs (id, {_COLS}) VALUES (?{', ?' * len(INSERT_COLUMNS)}) "
             "ON CONFLICT (error_id) DO NOTHING",
@@ -364,8 +368,11 @@ class ErrorStore:
               e.severity, e.category, e.source, e.component, e.operation, e.symbol,
               _context_json(e), sqlite_time(e.timestamp), e.fingerprint,
               sqlite_time(e.received_at), 1 if e.is_test else 0) for e in events])
+        cur.execute("DELETE FROM error_counts_paused")
+        new_ids = set(ids) - existing
+        sqlite_count_batch(cur, _first_of_each(events, set(new_ids)))
         cur.close()
-        return set(ids) - existing
+        return new_ids
 
     # -- dead letters -------------------------------------------------------------------
     def write_rejections(self, rejections: Sequence[Rejection]) -> None:
