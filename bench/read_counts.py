@@ -236,16 +236,21 @@ def main() -> int:
     parser.add_argument("--pg-admin-url",
                         default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure databases kept by an earlier --keep run (no loading)")
     args = parser.parse_args()
     sizes = [int(x) for x in args.rows.split(",")]
     results: dict[int, dict[str, tuple[float, float]]] = {}
     for rows in sizes:
         print(f"{rows:,} rows:")
-        url, _ = load(args.pg_admin_url, rows, args.days)
+        if args.reuse:
+            url = args.pg_admin_url.rsplit("/", 1)[0] + f"/tsem_bench_counts_{rows}"
+        else:
+            url, _ = load(args.pg_admin_url, rows, args.days)
         results[rows] = measure(url, args.repeat)
         for label, (p50, p95) in results[rows].items():  # at once: a later size may fail
             print(f"    {label:<30} p50 {p50:8.2f} ms   p95 {p95:8.2f} ms", flush=True)
-        if not args.keep:
+        if not args.keep and not args.reuse:
             admin = psycopg2.connect(args.pg_admin_url)
             admin.autocommit = True
             with admin.cursor() as cur:

@@ -65,17 +65,20 @@ def fit_bucket(requested: str | None, span: timedelta) -> tuple[str, str | None]
 
 
 def _matrices(cells: dict[tuple[int, str, str], int]) -> dict[int, np.ndarray]:
-    """(bucket start, severity, category) -> n as severity x category matrices by start."""
-    out: dict[int, np.ndarray] = {}
-    for (start, severity, category), n in cells.items():
-        sev = _SEV_INDEX.get(severity)
-        if sev is None:
-            continue
-        matrix = out.get(start)
-        if matrix is None:
-            matrix = out[start] = np.zeros((len(SEVERITIES), len(CATEGORIES)), np.int64)
-        matrix[sev, _CAT_INDEX.get(category, _UNKNOWN_CAT)] += n
-    return out
+    """(bucket start, severity, category) -> n as severity x category matrices by start
+    (numpy: a month by hour is a few thousand cells)."""
+    if not cells:
+        return {}
+    size = len(cells)
+    starts = np.fromiter((k[0] for k in cells), np.int64, size)
+    sev = np.fromiter((_SEV_INDEX.get(k[1], -1) for k in cells), np.int64, size)
+    cat = np.fromiter((_CAT_INDEX.get(k[2], _UNKNOWN_CAT) for k in cells), np.int64, size)
+    counts = np.fromiter(cells.values(), np.int64, size)
+    keep = sev >= 0  # a severity the model does not know is not charted
+    unique, slot = np.unique(starts[keep], return_inverse=True)
+    cube = np.zeros((len(unique), len(SEVERITIES), len(CATEGORIES)), np.int64)
+    np.add.at(cube, (slot, sev[keep], cat[keep]), counts[keep])
+    return {int(start): cube[i] for i, start in enumerate(unique)}
 
 
 class HourlyRollup:
