@@ -13,13 +13,14 @@ Times are handled in integer microseconds since the epoch, so bucket edges are e
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from queries.count_tables import DIM_GRAINS, GROUP_GRAINS, MATRIX_GRAINS
@@ -196,25 +197,60 @@ def dimension_counts(conn: Connection, start: datetime, end: datetime | None,
 
 
 # -- the Trends page: both at once ----------------------------------------------------------
-def trend_counts(conn: Connection, start: datetime, end: datetime, key_seconds: int,
+def trend_counts(conn: Connection | Engine, start: datetime, end: datetime, key_seconds: int,
                  dims: Sequence[str]) -> tuple[dict[tuple[int, str, str], int],
                                                dict[str, dict[str, int]]]:
     """`matrix_counts(..., key_seconds)` and `dimension_counts(...)` of one window with one
     read of the raw edges: on a table partitioned by day, planning a query over every
     partition costs more than reading a few thousand edge rows, so the edges of both
-    (the names' ten-minute edges hold the matrix's one-minute ones) come in one query."""
+    (the names' ten-minute edges hold the matrix's one-minute ones) come in one query.
+
+    Given an Engine, the three reads run at once on their own connections (the database
+    works while Python waits); given a Connection, one after the other on it."""
     mplan = cover(start, end, [g for g in MATRIX_GRAINS if g <= key_seconds])
     dplan = cover(start, end, DIM_GRAINS)
+    parts: tuple[Callable[[Connection], Any], ...] = (
+        lambda c: _trend_matrix(c, mplan, key_seconds),
+        lambda c: _trend_dims(c, dplan, dims),
+        lambda c: _trend_raw(c, mplan, dplan, key_seconds, dims))
+    if isinstance(conn, Engine):
+        engine = conn
+
+        def run(part: Callable[[Connection], Any]) -> Any:
+            with engine.connect() as own:
+                return part(own)
+
+        with ThreadPoolExecutor(max_workers=len(parts),
+                                thread_name_prefix="trend-read") as pool:
+            cells, tallies, (raw_cells, raw_tallies) = pool.map(run, parts)
+    else:
+        cells, tallies, (raw_cells, raw_tallies) = (part(conn) for part in parts)
+    for cell, n in raw_cells.items():
+        cells[cell] = cells.get(cell, 0) + n
+    for dim, tally in raw_tallies.items():
+        into = tallies[dim]
+        for value, n in tally.items():
+            into[value] = into.get(value, 0) + n
+    return cells, tallies
+
+
+def _trend_matrix(conn: Connection, mplan: Cover,
+                  key_seconds: int) -> dict[tuple[int, str, str], int]:
     cells: dict[tuple[int, str, str], int] = {}
-    tallies: dict[str, dict[str, int]] = {d: {} for d in dims}
-    key = _key_sql(key_seconds)
     if mplan.buckets:
         where, params = _bucket_condition(mplan.buckets)
         for k, severity, category, n in _fetch_all(
-                conn, f"SELECT {key} AS k, severity, category, CAST(sum(n) AS BIGINT) "
-                f"FROM error_counts WHERE ({where}) GROUP BY 1, 2, 3", params):
+                conn, f"SELECT {_key_sql(key_seconds)} AS k, severity, category, "
+                f"CAST(sum(n) AS BIGINT) FROM error_counts WHERE ({where}) GROUP BY 1, 2, 3",
+                params):
             if n:
                 cells[(k, severity, category)] = n
+    return cells
+
+
+def _trend_dims(conn: Connection, dplan: Cover,
+                dims: Sequence[str]) -> dict[str, dict[str, int]]:
+    tallies: dict[str, dict[str, int]] = {d: {} for d in dims}
     if dplan.buckets:
         where, params = _bucket_condition(dplan.buckets)
         names = ", ".join(f":dim{i}" for i in range(len(dims)))
@@ -224,22 +260,29 @@ def trend_counts(conn: Connection, start: datetime, end: datetime, key_seconds: 
                 f"WHERE ({where}) AND dim IN ({names}) GROUP BY 1, 2", params):
             if n:
                 tallies[dim][value] = n
+    return tallies
+
+
+def _trend_raw(conn: Connection, mplan: Cover, dplan: Cover, key_seconds: int,
+               dims: Sequence[str]) -> tuple[dict[tuple[int, str, str], int],
+                                             dict[str, dict[str, int]]]:
+    cells: dict[tuple[int, str, str], int] = {}
+    tallies: dict[str, dict[str, int]] = {d: {} for d in dims}
     fetch = list(dplan.raw) + [r for r in mplan.raw
                                if not any(_inside(r, d) for d in dplan.raw)]
     if not fetch:
         return cells, tallies
     c = error_logs.c
     shown = {"warning", "error", "critical"}
-    matrix_raw = [(lo, hi) for lo, hi in mplan.raw]
-    dim_raw = [(lo, hi) for lo, hi in dplan.raw]
+    matrix_raw = list(mplan.raw)
+    dim_raw = list(dplan.raw)
     size = key_seconds * _US
     for row in conn.execute(select(c.received_at, c.severity, c.category,
                                    *(c[d] for d in dims))
                             .where(_raw_condition(RECEIVED, fetch))):
         at = row[0]
         if any(lo <= at and (hi is None or at < hi) for lo, hi in matrix_raw):
-            k = _micros(at) // size * key_seconds
-            cell = (k, row[1], row[2])
+            cell = (_micros(at) // size * key_seconds, row[1], row[2])
             cells[cell] = cells.get(cell, 0) + 1
         if row[1] in shown and any(lo <= at and (hi is None or at < hi)
                                    for lo, hi in dim_raw):

@@ -114,8 +114,7 @@ class HourlyRollup:
                ) -> tuple[dict[int, np.ndarray], dict[str, list[tuple[str, int]]]]:
         """Severity x category matrices by bucket of `seconds` (keyed by its start in epoch
         seconds), and each dimension's tallies busiest first, over [start, end)."""
-        with self.engine.connect() as conn:
-            cells, tallies = trend_counts(conn, start, end, seconds, DIMENSIONS)
+        cells, tallies = trend_counts(self.engine, start, end, seconds, DIMENSIONS)
         matrices = _matrices(cells)
         ranked = {d: sorted(tallies[d].items(), key=lambda kv: (-kv[1], kv[0]))
                   for d in DIMENSIONS}
