@@ -116,9 +116,13 @@ def _key_sql(key_seconds: int | None) -> str:
 def _fetch_all(conn: Connection, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     """Rows of a count-table query through the driver's cursor: a month by hour is a few
     thousand rows, and SQLAlchemy's per-row work cost more than the query. `sql` takes
-    `:name` parameters (sqlite3's own style; psycopg2's is made from it)."""
+    `:name` parameters (sqlite3's own style; psycopg2's is made from it), and ` {C}` where
+    text is grouped: COLLATE "C" on PostgreSQL, whose planner sorts 30k names by the
+    database's locale otherwise (20 ms of a 45 ms read); SQLite compares bytes anyway."""
     if conn.dialect.name == "postgresql":
-        sql = re.sub(r":(\w+)", r"%(\1)s", sql)
+        sql = re.sub(r":(\w+)", r"%(\1)s", sql).replace(" {C}", ' COLLATE "C"')
+    else:
+        sql = sql.replace(" {C}", "")
     cur = conn.connection.cursor()
     try:
         cur.execute(sql, params)
@@ -240,8 +244,9 @@ def _trend_matrix(conn: Connection, mplan: Cover,
     if mplan.buckets:
         where, params = _bucket_condition(mplan.buckets)
         for k, severity, category, n in _fetch_all(
-                conn, f"SELECT {_key_sql(key_seconds)} AS k, severity, category, "
-                f"CAST(sum(n) AS BIGINT) FROM error_counts WHERE ({where}) GROUP BY 1, 2, 3",
+                conn, f"SELECT {_key_sql(key_seconds)} AS k, severity {{C}} AS severity, "
+                f"category {{C}} AS category, CAST(sum(n) AS BIGINT) FROM error_counts "
+                f"WHERE ({where}) GROUP BY 1, 2, 3",
                 params):
             if n:
                 cells[(k, severity, category)] = n
@@ -256,8 +261,9 @@ def _trend_dims(conn: Connection, dplan: Cover,
         names = ", ".join(f":dim{i}" for i in range(len(dims)))
         params.update({f"dim{i}": d for i, d in enumerate(dims)})
         for dim, value, n in _fetch_all(
-                conn, f"SELECT dim, value, CAST(sum(n) AS BIGINT) FROM error_dim_counts "
-                f"WHERE ({where}) AND dim IN ({names}) GROUP BY 1, 2", params):
+                conn, f"SELECT dim {{C}} AS dim, value {{C}} AS value, CAST(sum(n) AS BIGINT) "
+                f"FROM error_dim_counts WHERE ({where}) AND dim IN ({names}) GROUP BY 1, 2",
+                params):
             if n:
                 tallies[dim][value] = n
     return tallies
