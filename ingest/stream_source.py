@@ -55,6 +55,10 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _by_name(reply: dict) -> dict[str, object]:
+    return {_text(name): value for name, value in reply.items()}
+
+
 def default_consumer(spool_dir: str) -> str:
     """A consumer name that survives restarts: the host and the spool folder (one ingest
     holds a spool folder at a time, so two live processes never share the name)."""
@@ -264,6 +268,8 @@ class StreamSubscriber(threading.Thread):
         pipe.xinfo_groups(self.stream)
         pipe.get(self.delivered_key)
         info, groups, delivered = pipe.execute()
+        # A cluster's MULTI pipeline hands back the raw replies, names as bytes.
+        info, groups = _by_name(info), [_by_name(g) for g in groups]
         group = next((g for g in groups if _text(g["name"]) == self.group), None)
         if group is None or _text(group["last-delivered-id"]) != _text(
                 info["last-generated-id"]):

@@ -110,7 +110,8 @@ def test_the_store_imports_no_web_redis_or_feature_code(module: str) -> None:
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if top(m) in FEATURES))
 def test_a_feature_imports_only_the_store_settings_and_itself(module: str) -> None:
     allowed = {"queries", "settings", top(module)}
-    shared = (*ALERTS_FOR_FEATURES, *REDIS_FOR_FEATURES, *(SHELL_SHARED if module in WEB_MODULES else ()))
+    shared = (*ALERTS_FOR_FEATURES, *REDIS_FOR_FEATURES,
+              *(SHELL_SHARED if module in WEB_MODULES else ()))
     bad = sorted(name for name in project_imports(module)
                  if top(name) not in allowed and name not in shared)
     assert not bad, f"{module} imports {bad}"
