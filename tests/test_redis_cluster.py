@@ -1,0 +1,118 @@
+"""REDIS_CLUSTER=true against a private 3-master cluster: the names, the clear refusal of a
+server of the other kind, the live feed and `python -m ingest.simulate` on shard channels.
+(The ingest, stream, jobs and browser cases are beside their single-Redis twins.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from live import redis_client
+from live.feed import FeedNames
+from live.follower import LiveFeedFollower
+from live.publisher import LiveFeedPublisher
+from live.redis_client import RedisModeMismatch, check_server
+from live.ring_buffer import Entry
+from settings import Settings, SettingsError, cluster_name, load_settings
+from tests.conftest import REDIS_URL, wait_for
+from tests.factories import event
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_cluster_mode_tags_the_deployments_names_and_leaves_single_redis_names_alone():
+    single = Settings()
+    assert (single.redis_cluster, single.error_channel, single.error_stream) == (
+        False, "tickstock:errors", "tickstock:errors:stream")
+    cluster = load_settings({"REDIS_CLUSTER": "true", "PROCESSING_CHANNELS": ""}, None)
+    assert cluster.redis_url == "redis+cluster://127.0.0.1:6379/0"
+    assert cluster.error_channel == "{tickstock:errors}"
+    assert cluster.error_stream == "{tickstock:errors}:stream"
+    assert FeedNames.for_channel(cluster.error_channel).recent == "{tickstock:errors}:live:recent"
+    # A redis+cluster:// URL says it as well; a name with its own hash tag is kept.
+    own = load_settings({"REDIS_URL": "rediss+cluster://:pw@h:7000/0",
+                         "ERROR_CHANNEL": "{tickstock}:errors", "PROCESSING_CHANNELS": ""}, None)
+    assert own.redis_cluster and own.error_channel == "{tickstock}:errors"
+    assert own.error_stream == "{tickstock:errors:stream}"
+    assert cluster_name("other:stream", "tickstock:errors") == "{other:stream}"
+
+
+def test_cluster_mode_refuses_patterns_and_unix_sockets_with_a_clear_message():
+    with pytest.raises(SettingsError, match=r"PROCESSING_CHANNELS: tickstock:import:\*, .*"
+                                            r"sharded pub/sub .* has none"):
+        load_settings({"REDIS_CLUSTER": "true"}, None)
+    with pytest.raises(SettingsError, match="REDIS_CLUSTER=true needs a redis:// or rediss://"):
+        load_settings({"REDIS_CLUSTER": "true", "REDIS_URL": "unix:///tmp/redis.sock",
+                       "PROCESSING_CHANNELS": ""}, None)
+
+
+def test_a_server_of_the_other_kind_is_refused_at_start(redis_cluster):
+    with pytest.raises(RedisModeMismatch, match="is not a Redis Cluster node"):
+        check_server("redis+cluster://127.0.0.1:6379/0")
+    with pytest.raises(RedisModeMismatch, match="is a Redis Cluster node: set REDIS_CLUSTER"):
+        check_server(redis_cluster.plain_url)
+    check_server(REDIS_URL)
+    check_server(redis_cluster.url)
+    check_server("redis://127.0.0.1:1/0")  # nobody there: the threads will retry
+
+
+def test_python_m_ingest_says_why_it_cannot_start_on_the_wrong_kind_of_redis(tmp_path):
+    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:6379/0", "REDIS_CLUSTER": "true",
+           "PROCESSING_CHANNELS": "", "DATABASE_URL": f"sqlite:///{tmp_path}/e.db",
+           "SPOOL_DIR": str(tmp_path / "spool")}
+    done = subprocess.run([sys.executable, "-m", "ingest"], cwd=tmp_path, env={
+        **env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "127.0.0.1:6379 is not a Redis Cluster node" in done.stderr
+
+
+def test_the_live_feed_on_a_cluster_numbers_backfills_and_follows(redis_cluster, channel):
+    tagged = cluster_name(channel)
+    publisher = LiveFeedPublisher(redis_cluster.url, tagged, lambda: {"subscribed": True},
+                                  capacity=100)
+    early = LiveFeedFollower(redis_cluster.url, tagged, 100)
+    late = LiveFeedFollower(redis_cluster.url, tagged, 100)
+    publisher.start()
+    early.start()
+    try:
+        wait_for(lambda: early.connected, message="the first follower")
+        publisher.publish([Entry(n, event(error_id=f"c{n}")) for n in range(1, 4)])
+        wait_for(lambda: len(early.ring) == 3, message="three entries followed")
+        late.start()  # back-fills from the capped list on the feed's node
+        wait_for(lambda: len(late.ring) == 3, message="three entries back-filled")
+        held = [[(e.seq, e.event.error_id) for e in f.ring.since(0)] for f in (early, late)]
+        assert held[0] == held[1] and [i for _, i in held[0]] == ["c1", "c2", "c3"]
+        wait_for(lambda: early.status()["ingest"] == "ok", message="the heartbeat")
+    finally:
+        for thing in (late, early, publisher):
+            thing.stop()
+        cluster = redis_cluster.client()
+        names = FeedNames.for_channel(tagged)
+        cluster.delete(names.seq, names.recent, names.status)
+        cluster.close()
+
+
+def test_python_m_ingest_simulate_spublishes_on_a_cluster(redis_cluster, channel):
+    settings = load_settings({"REDIS_URL": redis_cluster.url, "ERROR_CHANNEL": channel,
+                              "PROCESSING_CHANNELS": ""}, None)
+    node = redis_client.node_url(settings.redis_url, settings.error_channel)
+    import redis
+
+    listener = redis.Redis.from_url(node).pubsub()
+    listener.ssubscribe(settings.error_channel)
+    assert listener.get_message(timeout=2)["type"] == "ssubscribe"
+    env = {**os.environ, "REDIS_URL": redis_cluster.url, "ERROR_CHANNEL": channel,
+           "PROCESSING_CHANNELS": "", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "ingest.simulate", "--count", "3", "--rate",
+                           "0", "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"published 3 message(s) to {{{channel}}}" in done.stdout
+    assert "0 reached no subscriber" in done.stdout
+    got = [listener.get_message(timeout=2) for _ in range(3)]
+    assert [m["type"] for m in got] == ["smessage"] * 3
+    listener.close()
