@@ -122,10 +122,8 @@ class ChannelReader:
         # In a Redis Cluster the channel is a shard channel: one connection to the node that
         # owns its slot, SSUBSCRIBE, and `smessage` frames (a slot that moves ends it).
         sharded = redis_client.is_cluster_url(self.config.redis_url)
-        url = redis_client.node_url(self.config.redis_url, self.config.channel,
-                                    socket_connect_timeout=5, socket_timeout=5)
-        client = redis.Redis.from_url(
-            url,
+        client = redis_client.connect_node(
+            self.config.redis_url, self.config.channel,
             client_name=CLIENT_NAME,
             socket_connect_timeout=5,
             # For the handshake only: after it, the socket is polled, never waited on.

@@ -115,10 +115,9 @@ class LiveFeedFollower(threading.Thread):
         # alike (one hash tag); a slot moved elsewhere ends this link and the next one finds
         # the new owner.
         sharded = redis_client.is_cluster_url(self.redis_url)
-        options = {"socket_connect_timeout": 5, "socket_timeout": 5}
-        client = redis.Redis.from_url(
-            redis_client.node_url(self.redis_url, self.names.channel, **options),
-            health_check_interval=10, **options)
+        client = redis_client.connect_node(self.redis_url, self.names.channel,
+                                           socket_connect_timeout=5, socket_timeout=5,
+                                           health_check_interval=10)
         pubsub = client.pubsub()
         try:
             redis_client.subscribe(pubsub, [self.names.channel], sharded)

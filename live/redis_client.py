@@ -111,6 +111,13 @@ def node_url(url: str, key: str, **options: Any) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def connect_node(url: str, key: str, **options: Any) -> redis.Redis:
+    """A plain client on the node that serves `key`'s slot (on a single Redis: a client for
+    `url`): for one subscriber that reads one shard channel and its keys on one link."""
+    return redis.Redis.from_url(
+        node_url(url, key, socket_connect_timeout=5, socket_timeout=5), **options)
+
+
 def is_cluster(client: Client) -> bool:
     return isinstance(client, RedisCluster)
 
