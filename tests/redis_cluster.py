@@ -93,3 +93,35 @@ class PrivateCluster:
         for process in self.processes:
             process.wait(10)
         self.processes = []
+
+    def move_slot_of(self, key: str) -> tuple[int, int]:
+        """Move the slot of `key`, with its keys, to another master (as a resharding does);
+        (from port, to port)."""
+        client = redis.Redis(port=self.ports[0])
+        slot = int(client.cluster("keyslot", key))
+        ids = {}
+        for port in self.ports:
+            ids[port] = redis.Redis(port=port).cluster("myid")
+            ids[port] = ids[port].decode() if isinstance(ids[port], bytes) else ids[port]
+        source = next(p for p in self.ports
+                      if slot in _slots_of(redis.Redis(port=p), ids[p]))
+        target = next(p for p in self.ports if p != source)
+        src, dst = redis.Redis(port=source), redis.Redis(port=target)
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+        for port in self.ports:
+            redis.Redis(port=port).execute_command("CLUSTER", "SETSLOT", slot, "NODE",
+                                                   ids[target])
+        return source, target
+
+
+def _slots_of(client: redis.Redis, node_id: str) -> set[int]:
+    owned: set[int] = set()
+    for start, end, *nodes in client.execute_command("CLUSTER", "SLOTS"):
+        master_id = nodes[0][2]
+        master_id = master_id.decode() if isinstance(master_id, bytes) else master_id
+        if master_id == node_id:
+            owned.update(range(start, end + 1))
+    return owned

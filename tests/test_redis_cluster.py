@@ -19,7 +19,7 @@ from live.redis_client import RedisModeMismatch, check_server
 from live.ring_buffer import Entry
 from settings import Settings, SettingsError, cluster_name, load_settings
 from tests.conftest import REDIS_URL, wait_for
-from tests.factories import event
+from tests.factories import event, payload
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,3 +116,48 @@ def test_python_m_ingest_simulate_spublishes_on_a_cluster(redis_cluster, channel
     got = [listener.get_message(timeout=2) for _ in range(3)]
     assert [m["type"] for m in got] == ["smessage"] * 3
     listener.close()
+
+
+def test_a_channel_whose_slot_moves_is_followed_to_its_new_node(
+        engine, db_url, cluster_settings, redis_cluster, channel):
+    """Resharding moves the deployment's slot: Redis ends the shard subscriptions there, the
+    reader and the live feed follower reconnect to the new owner, and what is SPUBLISHed
+    after the move is stored and followed."""
+    from ingest.service import IngestService
+
+    settings = cluster_settings(database_url=db_url)
+    ingest = IngestService(settings, engine)
+    publisher = LiveFeedPublisher(settings.redis_url, settings.error_channel, ingest.status,
+                                  settings.ring_buffer_size)
+    ingest.pipeline.add_listener(publisher.publish)
+    follower = LiveFeedFollower(settings.redis_url, settings.error_channel, 100)
+    cluster = redis_cluster.client()
+    ingest.start()
+    publisher.start()
+    follower.start()
+    try:
+        wait_for(lambda: ingest.subscriber.subscribed and follower.connected)
+        assert cluster.spublish(settings.error_channel, payload(error_id="before-move")) == 1
+        wait_for(lambda: len(follower.ring) == 1, message="the first error followed")
+        redis_cluster.move_slot_of(settings.error_channel)
+        cluster.close()
+        cluster = redis_cluster.client()  # a fresh slot map
+        # Both subscribers come back, now on the new owner.
+        wait_for(lambda: cluster.spublish(settings.error_channel,
+                                          payload(error_id="probe")) == 1, timeout=20,
+                 message="the reader subscribed on the new node")
+        feed = FeedNames.for_channel(settings.error_channel).channel
+        wait_for(lambda: cluster.pubsub_shardnumsub(feed, target_nodes=cluster.get_node_from_key(
+            feed)) == [(feed.encode(), 1)], timeout=20,
+                 message="the follower subscribed on the new node")
+        assert cluster.spublish(settings.error_channel, payload(error_id="after-move")) == 1
+        wait_for(lambda: "after-move" in [e.event.error_id for e in follower.ring.since(0)],
+                 timeout=15, message="the error after the move followed")
+        wait_for(lambda: ingest.counters()["stored"] >= 3, timeout=15,
+                 message="before, probe and after stored")
+        assert ingest.subscriber.state.reconnects >= 1  # the move was a lost link, counted
+    finally:
+        for thing in (follower, publisher):
+            thing.stop()
+        ingest.stop()
+        cluster.close()
