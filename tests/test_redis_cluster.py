@@ -60,12 +60,18 @@ def test_a_server_of_the_other_kind_is_refused_at_start(redis_cluster):
     check_server("redis://127.0.0.1:1/0")  # nobody there: the threads will retry
 
 
-def test_python_m_ingest_says_why_it_cannot_start_on_the_wrong_kind_of_redis(tmp_path):
+@pytest.mark.parametrize("command", [
+    ["-m", "ingest"],
+    ["-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--no-control-socket",
+     "app:server"]], ids=["ingest", "gunicorn"])
+def test_the_processes_say_why_they_cannot_start_on_the_wrong_kind_of_redis(
+        tmp_path, command):
     env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:6379/0", "REDIS_CLUSTER": "true",
            "PROCESSING_CHANNELS": "", "DATABASE_URL": f"sqlite:///{tmp_path}/e.db",
-           "SPOOL_DIR": str(tmp_path / "spool")}
-    done = subprocess.run([sys.executable, "-m", "ingest"], cwd=tmp_path, env={
-        **env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
+           "SPOOL_DIR": str(tmp_path / "spool"), "HOST": "127.0.0.1", "PORT": "1",
+           "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, *command], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "127.0.0.1:6379 is not a Redis Cluster node" in done.stderr
 
