@@ -44,6 +44,7 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 
 from ingest.spool import Position
+from live import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,10 @@ _READ_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _by_name(reply: dict) -> dict[str, object]:
+    return {_text(name): value for name, value in reply.items()}
 
 
 def default_consumer(spool_dir: str) -> str:
@@ -85,7 +90,7 @@ class StreamSubscriber(threading.Thread):
         self._stop_event = threading.Event()
         self._unacked: deque[tuple[Position, bytes]] = deque()
         self._unacked_lock = threading.Lock()
-        self._ack_client: redis.Redis | None = None
+        self._ack_client: redis_client.Client | None = None
         # Written by this thread (acks: by the writer's); read by the status views.
         self.received = 0
         self.acked = 0
@@ -123,7 +128,7 @@ class StreamSubscriber(threading.Thread):
             return
         try:
             if self._ack_client is None:
-                self._ack_client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
+                self._ack_client = redis_client.connect(self.redis_url, socket_timeout=5)
             for start in range(0, len(ids), 1000):
                 self.acked += self._ack_client.xack(self.stream, self.group,
                                                     *ids[start:start + 1000])
@@ -152,7 +157,9 @@ class StreamSubscriber(threading.Thread):
         self.subscribed = False
 
     def _consume(self) -> None:
-        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=5,
+        # A RedisCluster routes every command by the stream's slot; the stream and its
+        # counter share a hash tag (settings.cluster_name), so the MULTI below is one slot's.
+        client = redis_client.connect(self.redis_url, socket_connect_timeout=5,
                                       socket_timeout=10, socket_keepalive=True)
         try:
             self._create_group(client)
@@ -181,7 +188,7 @@ class StreamSubscriber(threading.Thread):
         finally:
             client.close()
 
-    def _create_group(self, client: redis.Redis) -> None:
+    def _create_group(self, client: redis_client.Client) -> None:
         """The group, from the stream's first entry; what was trimmed before it existed is
         history, not a loss, and the delivered counter starts where the group does."""
         try:
@@ -204,7 +211,7 @@ class StreamSubscriber(threading.Thread):
         with self._unacked_lock:
             return len(self._unacked)
 
-    def _read(self, client: redis.Redis, start: str, block_ms: int | None = None) -> None:
+    def _read(self, client: redis_client.Client, start: str, block_ms: int | None = None) -> None:
         cursor = start
         while not self._stop_event.is_set():
             answer = client.xreadgroup(self.group, self.consumer, {self.stream: cursor},
@@ -217,7 +224,7 @@ class StreamSubscriber(threading.Thread):
                 return
             cursor = entries[-1][0]  # walking this consumer's pending list
 
-    def _touch(self, client: redis.Redis) -> None:
+    def _touch(self, client: redis_client.Client) -> None:
         """Reset the idle time of this consumer's pending entries: they are not a dead
         consumer's, however long the store takes."""
         with self._unacked_lock:
@@ -226,7 +233,7 @@ class StreamSubscriber(threading.Thread):
             client.xclaim(self.stream, self.group, self.consumer, 0, ids[start:start + 1000],
                           justid=True)
 
-    def _reclaim(self, client: redis.Redis) -> None:
+    def _reclaim(self, client: redis_client.Client) -> None:
         """Take over what dead consumers left, following the cursor to the end; remove the
         dead consumers that have nothing left."""
         cursor = "0-0"
@@ -252,7 +259,7 @@ class StreamSubscriber(threading.Thread):
                 self.consumers_removed += client.xgroup_delconsumer(
                     self.stream, self.group, name) == 0
 
-    def _count_trimmed(self, client: redis.Redis) -> None:
+    def _count_trimmed(self, client: redis_client.Client) -> None:
         """Entries added to the stream that the deployment never received: counted while the
         group has read up to the stream's last entry (nothing unread is left to tell apart).
         Redis's own `lag` cannot say it: trimming leaves it counting the lost as unread."""
@@ -261,6 +268,8 @@ class StreamSubscriber(threading.Thread):
         pipe.xinfo_groups(self.stream)
         pipe.get(self.delivered_key)
         info, groups, delivered = pipe.execute()
+        # A cluster's MULTI pipeline hands back the raw replies, names as bytes.
+        info, groups = _by_name(info), [_by_name(g) for g in groups]
         group = next((g for g in groups if _text(g["name"]) == self.group), None)
         if group is None or _text(group["last-delivered-id"]) != _text(
                 info["last-generated-id"]):
@@ -272,7 +281,7 @@ class StreamSubscriber(threading.Thread):
             self.lost_trimmed = max(self.lost_trimmed, min(lost, self._lost_seen))
         self._lost_seen = lost
 
-    def _take(self, entries: list, client: redis.Redis | None = None) -> None:
+    def _take(self, entries: list, client: redis_client.Client | None = None) -> None:
         gone: list[bytes] = []
         for entry_id, fields in entries:
             if not fields:
