@@ -150,7 +150,8 @@ class FileLeadership:
 
 
 def leadership_for(engine: Engine, name: str, shared: bool) -> Leadership:
-    """The lock that fits the store; `shared` False (one process) is always the leader."""
+    """The lock that fits the store, for the deployment `name` (its alert stream: every
+    process of it names the same); `shared` False (one process) is always the leader."""
     if not shared:
         return AlwaysLeader()
     if engine.dialect.name == "postgresql":

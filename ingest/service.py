@@ -141,11 +141,13 @@ class IngestService:
 
         self.alerts.on_notice = on_notice
         if settings.ingest_source == "stream":
-            forwarder = EventForwarder(settings.redis_url, events_stream(settings.error_channel),
+            stream = events_stream(settings.error_channel)
+            forwarder = EventForwarder(settings.redis_url, stream,
                                        settings.alert_events_max_entries)
             name = settings.stream_consumer or default_consumer(settings.spool_dir)
+            # One lock per deployment (its alert stream); `name` says which process holds it.
             self.shared_alerts = SharedAlerts(
-                self.alerts, self.alert_keeper, engine, leadership_for(engine, name, True),
+                self.alerts, self.alert_keeper, engine, leadership_for(engine, stream, True),
                 forwarder, name, settings.redis_url, settings.alert_leader_retry_ms,
                 settings.alert_reload_ms,
                 on_lead=self.notifier.wake if self.notifier is not None else None)
