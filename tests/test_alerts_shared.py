@@ -18,21 +18,19 @@ from collections import Counter
 import pytest
 from sqlalchemy import select
 
+from alerts.catalog import EVENT_RULES
 from live.follower import LiveFeedFollower
 from queries.engine import make_engine
 from queries.schema import alert_feed, alert_outbox, alerts
+from tests import test_deploy
 from tests.conftest import REDIS_URL, wait_for
 from tests.redis_server import free_port
-from tests.test_deploy import (  # noqa: F401 - the fixtures, used by name
-    AUTH,
-    _gunicorn,
-    _http,
-    _probe,
-    _stream_ingests,
-    deploy_env,
-    processes,
-)
+from tests.test_deploy import AUTH, _gunicorn, _http, _probe, _stream_ingests
 from tests.test_webhook import Receiver
+
+# tests/test_deploy.py's fixtures, by name: its environment and its process keeper.
+deploy_env = test_deploy.deploy_env
+processes = test_deploy.processes
 
 GROUP = "tickstock-error-monitor"
 
@@ -112,7 +110,7 @@ def test_twelve_errors_over_three_processes_fire_error_rate_once(
         wait_for(lambda: _notices(receiver, "error_rate"), timeout=10,
                  message="the error_rate webhook")
         time.sleep(3)  # a second one would have come by now
-        assert len(_notices(receiver, "error_rate")) == 1, (receiver.keys, [b["id"] for b in receiver.bodies], [processes.log(p)[-3000:] for p in ingests])
+        assert len(_notices(receiver, "error_rate")) == 1
         assert len(receiver.bodies) == 1, [b["rule"] for b in receiver.bodies]
         (alert,) = _alerts(pg_url, "error_rate")
         assert alert.state == "firing" and alert.notices == 1 and alert.event_count >= 11
@@ -197,7 +195,8 @@ def test_the_leader_killed_while_alerts_fire_the_next_leader_neither_repeats_nor
 
         wait_for(outages_notified, timeout=10, interval=0.05,
                  message="every critical of the hand-over notified")
-        assert time.monotonic() - killed_at < 10
+        handover = time.monotonic() - killed_at
+        assert handover < 10
         wait_for(lambda: _leader(pg_url) not in (None, old), timeout=10,
                  message="a new leader")
         # After: A again (still firing: no new notice) and 4 errors. The new leader alone
@@ -213,15 +212,19 @@ def test_the_leader_killed_while_alerts_fire_the_next_leader_neither_repeats_nor
                           if a.summary.find("feed A down") >= 0] == [2], timeout=10,
                  message="A counted on by the new leader")
         time.sleep(3)
+        # The counted rules only: the frozen consumer's entry also trips the stream's own
+        # accounting (`stream_lost`, ingest/stream_source.py), which is not this test's.
         kinds = Counter((b["rule"], b["sample"]["type"] if b["rule"] == "critical_error"
-                         else "all") for b in receiver.bodies)
+                         else "all") for b in receiver.bodies if b["rule"] in EVENT_RULES)
         assert all(n == 1 for n in kinds.values()), kinds  # none twice
         assert kinds[("critical_error", "FeedDown")] == 1
         assert kinds[("error_rate", "all")] == 1
         assert sum(kinds.values()) == 1 + landed + 1  # none lost
         assert len(set(receiver.delivered_keys)) == len(receiver.delivered_keys)
-        print(f"hand-over: {landed} criticals meanwhile, notified within "
-              f"{max(receiver.times) - killed_at:.2f} s of the kill")
+        assert all(n == 1 for n in Counter((b["rule"], b["key"]) for b in receiver.bodies
+                                           if b["kind"] == "firing").values())
+        print(f"hand-over: {landed} criticals meanwhile, all notified {handover:.2f} s "
+              "after the kill")
     finally:
         follower.stop()
         for process in ingests:
@@ -257,7 +260,7 @@ def test_a_silence_made_through_one_web_process_holds_every_process(
         wait_for(lambda: _leader(pg_url) not in (None, old), timeout=10,
                  message="another leader")
         _add(redis_client, env["ERROR_STREAM"], error_id="quiet-next", severity="critical",
-             category="network", error_type="OtherOutage", message="held back too")
+             category="integration", error_type="OtherOutage", message="held back too")
         wait_for(lambda: len(_alerts(pg_url, "critical_error")) == 2, timeout=10,
                  message="the second silenced alert")
         time.sleep(2)
@@ -328,6 +331,8 @@ def test_a_crash_between_post_and_record_repeats_once_with_the_same_key(
                  timeout=30, message="the notice marked sent by the restarted process")
         (row,) = _rows(pg_url, alert_outbox)
         # The receiver saw the notice twice, both times under the same key: it keeps one.
+        wait_for(lambda: len(receiver.delivered_keys) == 2, timeout=5,
+                 message="the hanging first answer done")
         assert receiver.delivered_keys == [row.id, row.id]
         assert len({json.dumps(b, sort_keys=True) for b in receiver.bodies}) == 1
         assert processes.stop(again) == 0
