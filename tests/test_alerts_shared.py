@@ -19,6 +19,8 @@ import pytest
 from sqlalchemy import select
 
 from alerts.catalog import EVENT_RULES
+from alerts.leader import LEADER_LOCK, FileLeadership, PostgresLeadership
+from dashboard.pages import monitor
 from live.follower import LiveFeedFollower
 from queries.engine import make_engine
 from queries.schema import alert_feed, alert_outbox, alerts
@@ -114,6 +116,10 @@ def test_twelve_errors_over_three_processes_fire_error_rate_once(
         assert len(receiver.bodies) == 1, [b["rule"] for b in receiver.bodies]
         (alert,) = _alerts(pg_url, "error_rate")
         assert alert.state == "firing" and alert.notices == 1 and alert.event_count >= 11
+        # The Monitor page of a web worker says which process evaluates the alerts.
+        rows = dict(monitor.monitor_view(follower.status())["webhook"]["rows"])
+        assert rows["Alert leader"] == _leader(pg_url)
+        assert rows["Alerts firing"].startswith("1 ")
     finally:
         follower.stop()
         for process in ingests:
@@ -338,3 +344,33 @@ def test_a_crash_between_post_and_record_repeats_once_with_the_same_key(
         assert processes.stop(again) == 0
     finally:
         receiver.close()
+
+
+def test_one_holder_of_the_alert_lead_at_a_time_on_postgresql(pg_url):
+    engine = make_engine(pg_url)
+    first, second = (PostgresLeadership(engine, "deployment-a") for _ in range(2))
+    other = PostgresLeadership(engine, "deployment-b")
+    try:
+        assert first.try_acquire() and not second.try_acquire()
+        assert other.try_acquire()  # another deployment's lock is another lock
+        # The holder's session dies (a killed process, a network cut): the lock goes with it.
+        with engine.connect() as conn:
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                f"AND classid = {LEADER_LOCK} AND objid::bigint = {first.key & 0xFFFFFFFF}")
+            conn.commit()
+        assert not first.still_held()
+        assert wait_for(second.try_acquire, timeout=5, message="the lock free again")
+        assert not first.try_acquire()
+    finally:
+        for lead in (first, second, other):
+            lead.release()
+        engine.dispose()
+
+
+def test_one_holder_of_the_alert_lead_at_a_time_on_sqlite(tmp_path):
+    first, second = (FileLeadership(tmp_path / "errors.db.alert-leader") for _ in range(2))
+    assert first.try_acquire() and not second.try_acquire()
+    first.release()
+    assert second.try_acquire() and not first.try_acquire()
+    second.release()
