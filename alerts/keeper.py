@@ -65,7 +65,7 @@ class AlertKeeper(threading.Thread):
         self.progress: tuple[str, str] | None = None
         self._saved_progress: tuple[str, str] | None = None
         self.save_lock = threading.RLock()
-        self.on_saved: Callable[[], None] = lambda: None
+        self.on_saved: Callable[[list[dict[str, Any]]], None] = lambda rows: None
         self._stop_event = threading.Event()
         self._wake = threading.Event()
         self.saved = 0
@@ -76,8 +76,9 @@ class AlertKeeper(threading.Thread):
         self._keep(alert)
         self._wake.set()
 
-    def use_outbox(self, on_saved: Callable[[], None]) -> None:
-        """Notices go to the outbox from now on; `on_saved` runs after each commit of some."""
+    def use_outbox(self, on_saved: Callable[[list[dict[str, Any]]], None]) -> None:
+        """Notices go to the outbox from now on; `on_saved(rows)` runs after each commit of
+        some, with the rows committed."""
         self._outbox = []
         self.on_saved = on_saved
 
@@ -183,4 +184,4 @@ class AlertKeeper(threading.Thread):
                     self._keep(alert)
                 return
         if notices:
-            self.on_saved()
+            self.on_saved(notices)

@@ -16,7 +16,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -60,6 +62,13 @@ def mark(engine: Engine, row_id: str, **values: Any) -> None:
         conn.execute(update(alert_outbox).where(alert_outbox.c.id == row_id).values(values))
 
 
+@dataclass(frozen=True)
+class _Row:
+    id: str
+    payload: str
+    attempts: int
+
+
 class OutboxSender(threading.Thread):
     """Delivers the outbox's pending rows while `may_send()` (this process leads)."""
 
@@ -80,9 +89,14 @@ class OutboxSender(threading.Thread):
         self.pending = 0  # as last counted
         self._wake = threading.Event()
         self._stop_event = threading.Event()
+        self._fresh: deque[_Row] = deque()
+        self._fresh_lock = threading.Lock()
 
-    def wake(self) -> None:
-        """New rows were committed: look now rather than at the next poll."""
+    def wake(self, committed: Sequence[dict[str, Any]] = ()) -> None:
+        """New rows were committed: send them now (handed over as they were written, so no
+        query stands between the commit and the POST), rather than at the next poll."""
+        with self._fresh_lock:
+            self._fresh.extend(_Row(r["id"], r["payload"], r["attempts"]) for r in committed)
         self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -95,7 +109,11 @@ class OutboxSender(threading.Thread):
         while not self._stop_event.is_set():
             self._wake.wait(self.poll)
             self._wake.clear()
-            if self._stop_event.is_set() or not self.may_send():
+            if self._stop_event.is_set():
+                continue
+            if not self.may_send():
+                with self._fresh_lock:  # the leader's to send, from the table
+                    self._fresh.clear()
                 continue
             try:
                 self.send_due()
@@ -105,14 +123,22 @@ class OutboxSender(threading.Thread):
                 log.exception("alert outbox sender failed; carrying on")
 
     def send_due(self) -> None:
-        """Post every row that is due, oldest first."""
+        """Post the rows just committed, then every other row that is due, oldest first."""
+        while True:
+            with self._fresh_lock:
+                if not self._fresh:
+                    break
+                fresh = self._fresh.popleft()
+            if self._stop_event.is_set() or not self.may_send():
+                return
+            self._deliver(fresh)
         for row in due(self.db, self.clock()):
             if self._stop_event.is_set() or not self.may_send():
                 return
             self._deliver(row)
         self.pending = count_pending(self.db)
 
-    def _deliver(self, row: Any) -> None:
+    def _deliver(self, row: _Row | Any) -> None:
         started = time.monotonic()
         wait, error = post(self.url, row.payload.encode("utf-8"), self.timeout, row.id)
         now = self.clock()
