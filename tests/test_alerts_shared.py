@@ -14,9 +14,10 @@ import sys
 import time
 import uuid
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from alerts.catalog import EVENT_RULES
 from alerts.leader import LEADER_LOCK, FileLeadership, PostgresLeadership
@@ -374,3 +375,26 @@ def test_one_holder_of_the_alert_lead_at_a_time_on_sqlite(tmp_path):
     first.release()
     assert second.try_acquire() and not first.try_acquire()
     second.release()
+
+
+def test_sent_outbox_rows_past_retention_go_but_pending_ones_stay(engine):
+    from retention.policy import RetentionPolicy
+    from retention.run import Retention
+
+    now = datetime(2024, 11, 30, 3, 0, tzinfo=UTC)
+    old = now - timedelta(days=40)
+    with engine.begin() as conn:
+        for key, state, created in (("old-sent", "sent", old), ("old-failed", "failed", old),
+                                    ("old-pending", "pending", old),
+                                    ("new-sent", "sent", now)):
+            conn.execute(insert(alert_outbox).values(
+                id=key, alert_id="a", kind="firing", payload="{}", state=state,
+                created_at=created, next_try_at=created))
+    report = Retention(engine, RetentionPolicy(days=30), lambda: now).run()
+    assert report.ok, report.error
+    assert {r.id for r in _all(engine, alert_outbox)} == {"old-pending", "new-sent"}
+
+
+def _all(engine, table) -> list:
+    with engine.connect() as conn:
+        return list(conn.execute(select(table)))
