@@ -127,6 +127,7 @@ class SharedAlerts(threading.Thread):
                 now = time.monotonic()
                 if now >= next_try:
                     next_try = now + self.retry
+                    self.forwarder.flush()  # what Redis refused before, if anything
                     if self.try_lead():
                         continue
                 if now >= next_reload:
