@@ -91,6 +91,10 @@ class OutboxSender(threading.Thread):
         self._stop_event = threading.Event()
         self._fresh: deque[_Row] = deque()
         self._fresh_lock = threading.Lock()
+        # Rows this sender finished (sent or given up): a row can be both handed over and
+        # found by the poll that ran before the hand-over, and must go out once.
+        self._finished: set[str] = set()
+        self._finished_order: deque[str] = deque()
 
     def wake(self, committed: Sequence[dict[str, Any]] = ()) -> None:
         """New rows were committed: send them now (handed over as they were written, so no
@@ -138,12 +142,21 @@ class OutboxSender(threading.Thread):
             self._deliver(row)
         self.pending = count_pending(self.db)
 
+    def _finish(self, row_id: str) -> None:
+        self._finished.add(row_id)
+        self._finished_order.append(row_id)
+        while len(self._finished_order) > 10_000:
+            self._finished.discard(self._finished_order.popleft())
+
     def _deliver(self, row: _Row | Any) -> None:
+        if row.id in self._finished:
+            return
         started = time.monotonic()
         wait, error = post(self.url, row.payload.encode("utf-8"), self.timeout, row.id)
         now = self.clock()
         attempts = row.attempts + 1
         if wait is None:
+            self._finish(row.id)
             mark(self.db, row.id, state="sent", sent_at=now, attempts=attempts,
                  last_error=None)
             self.stats.delivered += 1
@@ -152,6 +165,7 @@ class OutboxSender(threading.Thread):
             return
         self.stats.last_error = error
         if attempts >= self.max_tries:
+            self._finish(row.id)
             mark(self.db, row.id, state="failed", attempts=attempts,
                  last_error=(error or "")[:300])
             self.stats.failed += 1
