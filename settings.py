@@ -62,6 +62,12 @@ class Settings:
     alert_symbol_pattern_count: int = 3
     alert_symbol_pattern_minutes: int = 15
     alert_resolve_minutes: int = 5
+    # Several ingest processes (INGEST_SOURCE=stream): one of them, the alert leader, evaluates
+    # the rules for all (alerts/shared.py). The others try to take over this often, reload the
+    # alert state this often, and forward their events on a stream capped at this length.
+    alert_leader_retry_ms: int = 1000
+    alert_reload_ms: int = 2000
+    alert_events_max_entries: int = 100_000
     admin_username: str = ""
     admin_password: str = ""
     admin_password_hash: str = ""
@@ -127,6 +133,7 @@ class Settings:
                      "log_file_max_size", "retention_days", "alert_webhook_max_tries",
                      "alert_repeat_minutes", "alert_category_burst_minutes",
                      "alert_symbol_pattern_minutes", "alert_resolve_minutes",
+                     "alert_leader_retry_ms", "alert_reload_ms", "alert_events_max_entries",
                      "retention_batch_rows", "stream_claim_idle_ms",
                      "stream_reclaim_interval_ms", "stream_max_backlog", "ingest_down_seconds",
                      "jobs_check_interval_ms", "no_listener_seconds",
