@@ -18,7 +18,9 @@ from typing import Any
 
 import orjson
 import redis
+from redis.exceptions import RedisClusterException
 
+from live import redis_client
 from queries.records import SERIOUS, ErrorEvent, as_utc, new_event
 
 log = logging.getLogger(__name__)
@@ -72,8 +74,9 @@ class EventForwarder:
     def __init__(self, redis_url: str, stream: str, max_entries: int) -> None:
         self.stream = stream
         self.max_entries = max_entries
-        # The same client style as the stream source (ingest/stream_source.py).
-        self.client = redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=5)
+        self.redis_url = redis_url
+        # Made on first use: a cluster client connects when made, and Redis may be away.
+        self._client: redis_client.Client | None = None
         self._waiting: deque[bytes] = deque(maxlen=MAX_WAITING)
         self._lock = threading.Lock()
         self.forwarded = 0
@@ -95,13 +98,16 @@ class EventForwarder:
             if not self._waiting:
                 return
             batch = list(self._waiting)
-            pipe = self.client.pipeline(transaction=False)
-            for payload in batch:
-                pipe.xadd(self.stream, {"e": payload}, maxlen=self.max_entries,
-                          approximate=True)
             try:
+                if self._client is None:
+                    self._client = redis_client.connect(
+                        self.redis_url, socket_connect_timeout=5, socket_timeout=5)
+                pipe = self._client.pipeline(transaction=False)
+                for payload in batch:
+                    pipe.xadd(self.stream, {"e": payload}, maxlen=self.max_entries,
+                              approximate=True)
                 pipe.execute()
-            except redis.RedisError as exc:
+            except (redis.RedisError, RedisClusterException) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("cannot forward %d alert events (kept to retry): %s", len(batch),
                             self.last_error)
@@ -116,4 +122,5 @@ class EventForwarder:
         return len(self._waiting)
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from redis.exceptions import RedisClusterException
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -39,6 +40,7 @@ from alerts.keeper import AlertKeeper, alert_from_row
 from alerts.leader import Leadership
 from alerts.rules import AlertEngine
 from alerts.store import claim_feed, load_firing, read_feed
+from live import redis_client
 from queries.records import ErrorEvent
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,7 @@ class SharedAlerts(threading.Thread):
             "critical_error", "error_rate", "category_burst", "symbol_pattern_failures",
             "database_error")).total_seconds()
         self._stop_event = threading.Event()
-        self._client: redis.Redis | None = None
+        self._client: redis_client.Client | None = None
         engine.active = False  # until the lock is ours
 
     # -- start and stop -------------------------------------------------------------------
@@ -105,7 +107,7 @@ class SharedAlerts(threading.Thread):
         try:
             if self.leadership.try_acquire():
                 self._take_over()
-        except (SQLAlchemyError, redis.RedisError) as exc:
+        except (SQLAlchemyError, redis.RedisError, RedisClusterException) as exc:
             self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
             log.warning("could not take over the alerts: %s", self.last_error)
             self._step_down()
@@ -134,7 +136,7 @@ class SharedAlerts(threading.Thread):
                     next_reload = now + self.reload
                     self._follow()
                 self._stop_event.wait(min(self.retry, self.reload, 0.5))
-            except (SQLAlchemyError, redis.RedisError) as exc:
+            except (SQLAlchemyError, redis.RedisError, RedisClusterException) as exc:
                 self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
                 self._client = None
                 self._stop_event.wait(min(self.retry, 1.0))
@@ -143,9 +145,9 @@ class SharedAlerts(threading.Thread):
                 self._stop_event.wait(1.0)
 
     # -- leading --------------------------------------------------------------------------
-    def _redis(self) -> redis.Redis:
+    def _redis(self) -> redis_client.Client:
         if self._client is None:
-            self._client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=5,
+            self._client = redis_client.connect(self.redis_url, socket_connect_timeout=5,
                                                 socket_timeout=10)
         return self._client
 
