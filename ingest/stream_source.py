@@ -42,11 +42,32 @@ from datetime import UTC, datetime
 import orjson
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.commands.core import Script
 
 from ingest.spool import Position
 from live import redis_client
 
 log = logging.getLogger(__name__)
+
+# KEYS: the stream, the delivered counter; ARGV: group, consumer, count. Both keys share the
+# stream's hash tag, so on a cluster they are one slot's.
+_READ_NEW = """
+local answer = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
+                          'STREAMS', KEYS[1], '>')
+if answer and #answer[1][2] > 0 then
+  redis.call('INCRBY', KEYS[2], #answer[1][2])
+  return {'entries', answer[1][2]}
+end
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last > 0 then return {'none', last[1][1]} end
+return {'none', false}
+"""
+
+
+def _fields(flat: list) -> dict[bytes, bytes]:
+    """A script's entry comes back as a flat field, value list."""
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)} if flat else {}
+
 
 _READ_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
@@ -91,6 +112,7 @@ class StreamSubscriber(threading.Thread):
         self._unacked: deque[tuple[Position, bytes]] = deque()
         self._unacked_lock = threading.Lock()
         self._ack_client: redis_client.Client | None = None
+        self._read_script: Script | None = None
         # Written by this thread (acks: by the writer's); read by the status views.
         self.received = 0
         self.acked = 0
@@ -212,17 +234,35 @@ class StreamSubscriber(threading.Thread):
             return len(self._unacked)
 
     def _read(self, client: redis_client.Client, start: str, block_ms: int | None = None) -> None:
+        if start == ">":
+            self._read_new(client, block_ms)
+            return
         cursor = start
         while not self._stop_event.is_set():
             answer = client.xreadgroup(self.group, self.consumer, {self.stream: cursor},
-                                       count=self.batch, block=block_ms)
+                                       count=self.batch)
             entries = answer[0][1] if answer else []
-            if start == ">" and entries:
-                client.incrby(self.delivered_key, len(entries))
             self._take(entries, client)
-            if start == ">" or not entries:
+            if not entries:
                 return
             cursor = entries[-1][0]  # walking this consumer's pending list
+
+    def _read_new(self, client: redis_client.Client, block_ms: int | None) -> None:
+        """New entries, read and counted as delivered in one script: a consumer killed between
+        a read and its count would leave the deployment's count short, and the entries it
+        read would look trimmed (a false stream_lost). A script cannot block, so when nothing
+        is new it waits with XREAD from the stream's last id, then reads again."""
+        if self._read_script is None:
+            self._read_script = client.register_script(_READ_NEW)
+        for _ in range(2):
+            reply = self._read_script(keys=[self.stream, self.delivered_key],
+                                      args=[self.group, self.consumer, self.batch])
+            if reply[0] == b"entries" or reply[0] == "entries":
+                self._take([(entry_id, _fields(flat)) for entry_id, flat in reply[1]], client)
+                return
+            if not block_ms or self._stop_event.is_set():
+                return
+            client.xread({self.stream: reply[1] or "0-0"}, count=1, block=block_ms)
 
     def _touch(self, client: redis_client.Client) -> None:
         """Reset the idle time of this consumer's pending entries: they are not a dead
