@@ -24,6 +24,7 @@ from ingest.service import IngestService
 from ingest.spool_format import SpoolBusy
 from jobs.service import JobsService, jobs_for
 from live.follower import LiveFeedFollower
+from live.redis_client import RedisModeMismatch, check_server
 from queries.engine import make_engine
 from queries.schema import create_schema
 from queries.search import ensure_trigram_indexes
@@ -188,6 +189,11 @@ def main() -> int:
                             settings.allow_anonymous)
     if reason is not None:
         log.error(reason)
+        return 2
+    try:
+        check_server(settings.redis_url)
+    except RedisModeMismatch as exc:
+        log.error("%s", exc)
         return 2
     try:
         monitor = build(settings)

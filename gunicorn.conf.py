@@ -2,6 +2,7 @@
 directory; the command line wins over it). See docs/deploy.md.
 
 - Binds to HOST:PORT from the monitor's settings unless `--bind` says otherwise.
+- Refuses to start (exit 2) when REDIS_CLUSTER does not match the Redis it finds.
 - Refuses to start (exit 2) when it would listen on a non-loopback address with no
   ADMIN_USERNAME/ADMIN_PASSWORD, unless ALLOW_ANONYMOUS=true, as `python app.py` does.
 - gthread workers: each browser polls every second, and a poll mostly waits on the database.
@@ -66,6 +67,13 @@ def _bound_host(address: str) -> str | None:
 
 def on_starting(arbiter):
     from dashboard.security import Access, refusal_reason
+    from live.redis_client import RedisModeMismatch, check_server
+
+    try:
+        check_server(_settings.redis_url)  # REDIS_CLUSTER against the server's kind
+    except RedisModeMismatch as exc:
+        arbiter.log.error("%s", exc)
+        sys.exit(2)
 
     try:
         Access(_settings.admin_username, _settings.admin_password,

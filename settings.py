@@ -35,6 +35,9 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # A Redis Cluster (also said by a `redis+cluster://` URL): sharded pub/sub and hash-tagged
+    # names (`cluster_name`; docs/deploy.md, "Redis Cluster").
+    redis_cluster: bool = False
     error_channel: str = "tickstock:errors"
     database_url: str = "sqlite:///data/errors.db"
     host: str = "127.0.0.1"
@@ -59,6 +62,12 @@ class Settings:
     alert_symbol_pattern_count: int = 3
     alert_symbol_pattern_minutes: int = 15
     alert_resolve_minutes: int = 5
+    # Several ingest processes (INGEST_SOURCE=stream): one of them, the alert leader, evaluates
+    # the rules for all (alerts/shared.py). The others try to take over this often, reload the
+    # alert state this often, and forward their events on a stream capped at this length.
+    alert_leader_retry_ms: int = 1000
+    alert_reload_ms: int = 2000
+    alert_events_max_entries: int = 100_000
     admin_username: str = ""
     admin_password: str = ""
     admin_password_hash: str = ""
@@ -111,6 +120,7 @@ class Settings:
     run_missed_grace_seconds: int = 900
 
     def __post_init__(self) -> None:
+        self._apply_redis_cluster()
         if self.store_min_severity not in SEVERITY_ORDER:
             raise SettingsError(
                 f"STORE_MIN_SEVERITY must be one of {', '.join(SEVERITY_ORDER)}, "
@@ -123,6 +133,7 @@ class Settings:
                      "log_file_max_size", "retention_days", "alert_webhook_max_tries",
                      "alert_repeat_minutes", "alert_category_burst_minutes",
                      "alert_symbol_pattern_minutes", "alert_resolve_minutes",
+                     "alert_leader_retry_ms", "alert_reload_ms", "alert_events_max_entries",
                      "retention_batch_rows", "stream_claim_idle_ms",
                      "stream_reclaim_interval_ms", "stream_max_backlog", "ingest_down_seconds",
                      "jobs_check_interval_ms", "no_listener_seconds",
@@ -170,6 +181,32 @@ class Settings:
             raise SettingsError("ADMIN_USERNAME and ADMIN_PASSWORD (or ADMIN_PASSWORD_HASH) "
                                 "must be set together")
 
+    def _apply_redis_cluster(self) -> None:
+        """In cluster mode: the URL says so (the one value every process gets), and the
+        deployment's names carry one hash tag. Run again by `dataclasses.replace`, it changes
+        nothing more (a tagged name stays as it is)."""
+        url = self.redis_url
+        scheme, sep, rest = url.partition("://")
+        if scheme.lower() in _CLUSTER_SCHEMES.values():
+            object.__setattr__(self, "redis_cluster", True)
+        if not self.redis_cluster:
+            return
+        if scheme.lower() in _CLUSTER_SCHEMES:
+            object.__setattr__(self, "redis_url", f"{_CLUSTER_SCHEMES[scheme.lower()]}{sep}{rest}")
+        elif scheme.lower() not in _CLUSTER_SCHEMES.values():
+            raise SettingsError(f"REDIS_CLUSTER=true needs a redis:// or rediss:// REDIS_URL "
+                                f"(a cluster has no unix sockets), got {scheme}://")
+        raw_channel = self.error_channel
+        object.__setattr__(self, "error_channel", cluster_name(raw_channel))
+        object.__setattr__(self, "error_stream", cluster_name(self.error_stream, raw_channel))
+        patterns = [c for c in self.processing_channel_list if "*" in c]
+        if patterns:
+            raise SettingsError(
+                f"PROCESSING_CHANNELS: {', '.join(patterns)} are patterns, and sharded pub/sub "
+                "(REDIS_CLUSTER=true) has none: list the channels one by one "
+                "(tickstock:import:started,tickstock:import:progress,...), or leave "
+                "PROCESSING_CHANNELS empty to read none")
+
     @property
     def admin_credentials_set(self) -> bool:
         """True when the dashboard and API ask for the admin's user name and password."""
@@ -216,6 +253,29 @@ def parse_time_of_day(value: str) -> tuple[int, int]:
         raise SettingsError(
             f"RETENTION_AT must be a time of day as HH:MM (00:00 to 23:59), got {value!r}")
     return int(match.group(1)), int(match.group(2))
+
+
+_CLUSTER_SCHEMES = {"redis": "redis+cluster", "rediss": "rediss+cluster"}
+
+
+def has_hash_tag(name: str) -> bool:
+    """Redis's rule: the slot is the hash of what is between the first `{` and the next `}`,
+    when that is not empty."""
+    start = name.find("{")
+    return start >= 0 and name.find("}", start + 1) > start + 1
+
+
+def cluster_name(name: str, base: str | None = None) -> str:
+    """`name` as a Redis Cluster deployment uses it: unchanged when it has a hash tag;
+    `base` tagged when `name` starts with `base:` (`tickstock:errors:stream` with base
+    `tickstock:errors` -> `{tickstock:errors}:stream`, the channel's slot); else all of it
+    tagged (`tickstock:errors` -> `{tickstock:errors}`). Every name derived from the channel
+    (`<ERROR_CHANNEL>:live`, `...:monitor:pubsub-lease`) then shares its slot."""
+    if has_hash_tag(name):
+        return name
+    if base and not has_hash_tag(base) and name.startswith(f"{base}:"):
+        return "{" + base + "}" + name[len(base):]
+    return "{" + name + "}"
 
 
 def split_list(value: str) -> list[str]:

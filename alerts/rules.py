@@ -18,6 +18,11 @@ sent. Events of ignored groups are left out of every rule.
 `observe` runs on the pipeline thread as each chunk arrives (so an outage of the store does
 not delay alerts); `tick` runs every second on a timer for resolutions and reminders.
 
+With several ingest processes one engine evaluates for all (alerts/shared.py): the others'
+engines are not `active` (they neither count, fire nor notify; they show the state the
+leader saved), and a new leader starts from the saved state (`reset`) with its windows filled
+from the events of the last windows (`count_past`).
+
 Condition rules (alerts/catalog.py CONDITION_RULES: nobody listening, a job stuck, a run
 stalled...) are not counted: their owner says whether the condition holds
 (`set_condition`, or `sync_conditions` with the whole set of one rule), and the alert fires
@@ -117,6 +122,12 @@ class Notice:
     kind: str
     alert: dict[str, Any]
 
+    @property
+    def key(self) -> str:
+        """Stable per notice (the alert and its notice number): the webhook's
+        Idempotency-Key, the same on every retry and from any leader."""
+        return f"{self.alert.get('id')}-{self.alert.get('notices')}"
+
     def text(self) -> str:
         a = self.alert
         mark = {"firing": "🔴 FIRING", "reminder": "🔁 STILL FIRING", "regressed": "⚠️ REGRESSED",
@@ -136,6 +147,19 @@ def _summary(rule: str, key: str, event: ErrorEvent, count: int, rules: AlertRul
                 f"in 15 minutes; latest {what}")
     where = f" in {event.component}" if event.component else ""
     return f"{event.severity} {what}{where}"
+
+
+def _rule_keys(event: ErrorEvent) -> list[tuple[str, str]]:
+    """The (rule, key) windows a serious event counts in (as `AlertEngine.observe` does)."""
+    fp = event.fingerprint or event.error_id
+    keys = [("error_rate", "all"), ("category_burst", event.category)]
+    if event.severity == "critical":
+        keys.append(("critical_error", fp))
+    if event.category == "pattern" and event.symbol:
+        keys.append(("symbol_pattern_failures", event.symbol))
+    if event.category == "database":
+        keys.append(("database_error", fp))
+    return keys
 
 
 def _sample(event: ErrorEvent) -> dict[str, Any]:
@@ -159,6 +183,8 @@ class AlertEngine:
         # Firing alerts hit in the chunk being observed, with their latest event.
         self._latest: dict[tuple[str, str], tuple[Alert, ErrorEvent]] = {}
         self._lock = threading.RLock()
+        # False in a process that is not the alert leader: every input is ignored.
+        self.active = True
 
     # -- state from outside ---------------------------------------------------------------
     def load(self, firing: Iterable[Alert]) -> None:
@@ -166,6 +192,29 @@ class AlertEngine:
         with self._lock:
             for alert in firing:
                 self._firing[(alert.rule, alert.key)] = alert
+
+    def reset(self, firing: Iterable[Alert]) -> None:
+        """Forget everything (windows too) and carry on from `firing`, as saved by the
+        leader: a process taking over, or a follower showing the leader's state."""
+        with self._lock:
+            self._windows.clear()
+            self._firing.clear()
+            self._dirty.clear()
+            self._latest.clear()
+            self.load(firing)
+
+    def count_past(self, events: Iterable[tuple[datetime, ErrorEvent]]) -> None:
+        """Count events a previous leader already evaluated into the windows only, at the
+        time each was seen (oldest first): they fire nothing and move no alert, so a new
+        leader's windows hold what the deployment saw, not just what came after it."""
+        with self._lock:
+            ignored = self._ignored
+            for seen_at, event in events:
+                if event.severity not in SERIOUS or event.is_test or \
+                        event.fingerprint in ignored:
+                    continue
+                for rule, key in _rule_keys(event):
+                    self._windows.setdefault((rule, key), deque()).append(seen_at)
 
     def set_silences(self, silences: Sequence[Silence]) -> None:
         with self._lock:
@@ -190,6 +239,8 @@ class AlertEngine:
     # -- events ---------------------------------------------------------------------------
     def observe(self, events: Sequence[ErrorEvent]) -> None:
         """Count a chunk of new events into the rules; fire what passes a threshold."""
+        if not self.active:
+            return
         now = self.clock()
         rules = self.rules
         # Per rule for this chunk: (window cutoff, threshold).
@@ -228,6 +279,8 @@ class AlertEngine:
         notified); a restart that loaded the alert as firing does not notify it again."""
         if rule not in CONDITION_RULES:
             raise ValueError(f"{rule!r} is not a condition rule ({', '.join(CONDITION_RULES)})")
+        if not self.active:
+            return
         with self._lock:
             now = self.clock()
             alert = self._firing.get((rule, key))
@@ -251,6 +304,8 @@ class AlertEngine:
         """The whole set of keys for which `rule` holds now, as {key: (summary, sample)}:
         those fire, and firing alerts of the rule missing from it resolve (also the ones a
         restart loaded whose cause is gone)."""
+        if not self.active:
+            return
         with self._lock:
             for key in [k for (r, k) in self._firing if r == rule and k not in active]:
                 self.set_condition(rule, key, False)
@@ -259,6 +314,8 @@ class AlertEngine:
 
     def regressed(self, fingerprints: Iterable[str]) -> None:
         """Groups that came back after being resolved: a firing critical alert says so again."""
+        if not self.active:
+            return
         with self._lock:
             for fp in fingerprints:
                 alert = self._firing.get(("critical_error", fp))
@@ -320,6 +377,8 @@ class AlertEngine:
     # -- time -----------------------------------------------------------------------------
     def tick(self) -> None:
         """Resolve, remind, and send what a lifted silence or inhibition held back."""
+        if not self.active:
+            return
         with self._lock:
             self._review(self.clock())
 

@@ -3,28 +3,73 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import Table, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine
 
 from queries.records import as_utc, iso_utc
-from queries.schema import alerts, error_groups, silences
+from queries.schema import alert_feed, alert_outbox, alerts, error_groups, silences
 
 _ALERT_FIELDS = ("id", "rule", "alert_key", "state", "started_at", "ended_at", "last_event_at",
                  "event_count", "summary", "sample", "last_notice", "notified_at", "notices",
                  "suppressed")
 
 
-def save_alerts(engine: Engine, rows: list[dict[str, Any]]) -> None:
-    """Insert or update alerts by id; each row has the columns of `alerts`."""
+def save_alerts(engine: Engine, rows: list[dict[str, Any]],
+                outbox: Sequence[dict[str, Any]] = (),
+                feed: tuple[str, str] | None = None, now: datetime | None = None) -> None:
+    """Insert or update alerts by id (each row has the columns of `alerts`), in the same
+    transaction add the notices their changes made to the outbox (a row already there is
+    left alone) and, with `feed` = (name, last id), say up to which event they go."""
     with engine.begin() as conn:
         for row in rows:
             values = {k: row[k] for k in _ALERT_FIELDS if k in row}
             done = conn.execute(update(alerts).where(alerts.c.id == row["id"]).values(values))
             if done.rowcount == 0:
                 conn.execute(insert(alerts).values(values))
+        for notice in outbox:
+            conn.execute(_insert_new(conn, alert_outbox, notice))
+        if feed is not None:
+            name, last_id = feed
+            when = now or datetime.now(UTC)
+            done = conn.execute(update(alert_feed).where(alert_feed.c.name == name)
+                                .values(last_id=last_id, updated_at=when))
+            if done.rowcount == 0:
+                conn.execute(insert(alert_feed).values(name=name, last_id=last_id,
+                                                       updated_at=when))
+
+
+def _insert_new(conn: Connection, table: Table, values: dict[str, Any]) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING, in the dialect of the connection."""
+    dialect = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    return dialect(table).values(values).on_conflict_do_nothing()
+
+
+def read_feed(engine: Engine, name: str) -> dict[str, Any] | None:
+    """The alert leader's place in the event stream and who leads, or None (nobody yet)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(alert_feed).where(alert_feed.c.name == name)).mappings().first()
+    return dict(row) if row else None
+
+
+def claim_feed(engine: Engine, name: str, leader: str, start_id: str,
+               now: datetime) -> str:
+    """A new leader says so; the last id evaluated (`start_id` when there is none yet)."""
+    with engine.begin() as conn:
+        row = conn.execute(select(alert_feed.c.last_id).where(alert_feed.c.name == name)
+                           ).first()
+        if row is None:
+            conn.execute(insert(alert_feed).values(name=name, last_id=start_id, leader=leader,
+                                                   leader_since=now, updated_at=now))
+            return start_id
+        conn.execute(update(alert_feed).where(alert_feed.c.name == name)
+                     .values(leader=leader, leader_since=now, updated_at=now))
+        return row.last_id
 
 
 def load_firing(engine: Engine) -> list[dict[str, Any]]:

@@ -100,7 +100,7 @@ class WebhookNotifier(threading.Thread):
     def _deliver(self, notice: Notice, queued: float) -> None:
         body = json.dumps(payload_of(notice)).encode("utf-8")
         for attempt in range(1, self.max_tries + 1):
-            wait = self._post(body)
+            wait = self._post(body, notice.key)
             if wait is None:
                 self.stats.delivered += 1
                 self.stats.last_delivered_at = datetime.now(UTC)
@@ -116,25 +116,33 @@ class WebhookNotifier(threading.Thread):
                   notice.alert.get("rule"), notice.alert.get("key"), self.max_tries,
                   self.stats.last_error)
 
-    def _post(self, body: bytes) -> float | None:
+    def _post(self, body: bytes, key: str | None = None) -> float | None:
         """None when delivered; else seconds to wait (0: use the backoff)."""
-        request = urllib.request.Request(
-            self.url, data=body, method="POST",
-            headers={"Content-Type": "application/json",
-                     "User-Agent": "tickstock-error-monitor"})
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
-                answer.read()
-            return None
-        except urllib.error.HTTPError as exc:
-            self.stats.last_error = f"HTTP {exc.code}"
-            if exc.code == 429:
-                after = retry_after_seconds(exc.headers.get("Retry-After"))
-                if after is not None:
-                    return min(after, MAX_RETRY_AFTER)
-            return 0.0
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            # The URL may hold a token: say what failed, never where.
-            reason = getattr(exc, "reason", exc)
-            self.stats.last_error = f"{type(exc).__name__}: {reason}"
-            return 0.0
+        wait, error = post(self.url, body, self.timeout, key)
+        if error is not None:
+            self.stats.last_error = error
+        return wait
+
+
+def post(url: str, body: bytes, timeout: float,
+         idempotency_key: str | None = None) -> tuple[float | None, str | None]:
+    """POST one notice: (None, None) when delivered; else (seconds to wait, 0 for the
+    backoff; what failed). `Idempotency-Key` lets a receiver drop a repeat of one notice."""
+    headers = {"Content-Type": "application/json", "User-Agent": "tickstock-error-monitor"}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            answer.read()
+        return None, None
+    except urllib.error.HTTPError as exc:
+        if exc.code == 429:
+            after = retry_after_seconds(exc.headers.get("Retry-After"))
+            if after is not None:
+                return min(after, MAX_RETRY_AFTER), f"HTTP {exc.code}"
+        return 0.0, f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        # The URL may hold a token: say what failed, never where.
+        reason = getattr(exc, "reason", exc)
+        return 0.0, f"{type(exc).__name__}: {reason}"

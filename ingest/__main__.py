@@ -34,6 +34,7 @@ from ingest.spool_format import SpoolBusy
 from ingest.stream_source import default_consumer
 from jobs.service import jobs_for
 from live.publisher import LiveFeedPublisher
+from live.redis_client import RedisModeMismatch, check_server
 from queries.engine import make_engine
 from queries.schema import create_schema
 from queries.search import ensure_trigram_indexes
@@ -52,6 +53,11 @@ def main() -> int:
         log.error("bad setting: %s", exc)
         return 2
     configure_logging(settings)
+    try:
+        check_server(settings.redis_url)
+    except RedisModeMismatch as exc:
+        log.error("%s", exc)
+        return 2
     engine = make_engine(settings.sqlalchemy_url)
     try:
         create_schema(engine)

@@ -15,10 +15,12 @@ import logging
 import os
 import socket
 import threading
+from typing import Any
 
 import redis
 
 from ingest.spool_format import SpoolBusy
+from live import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +57,9 @@ class PubSubLease(threading.Thread):
     def __init__(self, redis_url: str, channel: str, holder: str,
                  lease_ms: int = LEASE_MS, renew_seconds: float = RENEW_SECONDS) -> None:
         super().__init__(name="pubsub-lease", daemon=True)
-        self.client = redis.Redis.from_url(redis_url, socket_connect_timeout=3,
-                                           socket_timeout=3)
+        self.redis_url = redis_url
+        self._client: redis_client.Client | None = None
+        self._scripts: tuple[Any, Any] | None = None
         self.channel = channel
         self.key = f"{channel}:monitor:pubsub-lease"
         self.holder = holder
@@ -65,8 +68,21 @@ class PubSubLease(threading.Thread):
         self._stop_event = threading.Event()
         # Read by the status: "held", "unconfirmed" (Redis away) or who took it from us.
         self.state = "unconfirmed"
-        self._take = self.client.register_script(_TAKE)
-        self._release = self.client.register_script(_RELEASE)
+
+    def _take(self, keys: list[str], args: list[Any]) -> Any:
+        return self._script(0)(keys=keys, args=args)
+
+    def _release(self, keys: list[str], args: list[Any]) -> Any:
+        return self._script(1)(keys=keys, args=args)
+
+    def _script(self, which: int) -> Any:
+        # Made on first use: a cluster client connects when made, and Redis may be away.
+        if self._scripts is None:
+            self._client = redis_client.connect(self.redis_url, socket_connect_timeout=3,
+                                                socket_timeout=3)
+            self._scripts = (self._client.register_script(_TAKE),
+                             self._client.register_script(_RELEASE))
+        return self._scripts[which]
 
     def acquire(self) -> None:
         """Take the lease, or raise ChannelTaken naming its holder. With Redis away the
@@ -92,7 +108,8 @@ class PubSubLease(threading.Thread):
             self._release(keys=[self.key], args=[self.holder])
         except redis.RedisError:
             pass  # it expires by itself
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     def run(self) -> None:
         while not self._stop_event.wait(self.renew_seconds):

@@ -39,6 +39,8 @@ from redis.retry import Retry
 from ingest.process_log import JsonFormatter, MaskingFormatter
 from ingest.reader_state import STATE_FILE, ReaderState, map_state
 from ingest.spool_writer import SpoolWriter
+from live import redis_client
+from live.redis_client import MESSAGE_KINDS, SUBSCRIBE_KINDS, UNSUBSCRIBE_KINDS
 
 log = logging.getLogger("ingest.reader")
 
@@ -82,6 +84,7 @@ class ChannelReader:
         self._attempt = 0
         self._control_buffer = b""
         self._last_parent_check = 0.0
+        self._sharded = False
 
     def run(self) -> None:
         while not self.stopping and not self.orphaned:
@@ -116,8 +119,11 @@ class ChannelReader:
 
     # -- the link -----------------------------------------------------------------------
     def _listen(self) -> None:
-        client = redis.Redis.from_url(
-            self.config.redis_url,
+        # In a Redis Cluster the channel is a shard channel: one connection to the node that
+        # owns its slot, SSUBSCRIBE, and `smessage` frames (a slot that moves ends it).
+        sharded = redis_client.is_cluster_url(self.config.redis_url)
+        client = redis_client.connect_node(
+            self.config.redis_url, self.config.channel,
             client_name=CLIENT_NAME,
             socket_connect_timeout=5,
             # For the handshake only: after it, the socket is polled, never waited on.
@@ -127,10 +133,11 @@ class ChannelReader:
             retry=Retry(NoBackoff(), 0),  # retries are ours too, with backoff and a count
         )
         pubsub = client.pubsub()
+        self._sharded = sharded
         try:
-            # Connects, authenticates, selects the db and sends SUBSCRIBE; reads nothing
-            # after the handshake, so every byte that follows is ours to parse.
-            pubsub.subscribe(self.config.channel)
+            # Connects, authenticates, selects the db and sends SUBSCRIBE (SSUBSCRIBE); reads
+            # nothing after the handshake, so every byte that follows is ours to parse.
+            redis_client.subscribe(pubsub, [self.config.channel], sharded)
             connection = pubsub.connection
             sock = connection._sock  # redis-py keeps the socket there; nothing else reads it
             if sock is None:
@@ -178,11 +185,11 @@ class ChannelReader:
                 while (reply := parser.gets()) is not False:
                     if isinstance(reply, list) and len(reply) == 3:
                         kind = reply[0]
-                        if kind == b"message":
+                        if kind in MESSAGE_KINDS:
                             payloads.append(reply[2])
-                        elif kind == b"subscribe":
+                        elif kind in SUBSCRIBE_KINDS:
                             self._subscribed()
-                        elif kind == b"unsubscribe":
+                        elif kind in UNSUBSCRIBE_KINDS:
                             unsubscribed = True
                     elif isinstance(reply, hiredis.ReplyError):
                         raise redis.ResponseError(str(reply))
@@ -193,12 +200,16 @@ class ChannelReader:
                     state.last_message = received
                 if unsubscribed and self.stopping:
                     raise StopReading
+                if unsubscribed:
+                    # Not asked: a cluster moved the channel's slot to another node.
+                    raise redis.ConnectionError("Redis ended the subscription (slot moved?)")
                 last_data, ping_sent = now, 0.0
             if self.stopping and not drain_until:
                 if not state.subscribed:
                     raise StopReading
                 # Everything published before this reaches us before its answer.
-                connection.send_command("UNSUBSCRIBE", channel, check_health=False)
+                connection.send_command(redis_client.unsubscribe_command(self._sharded),
+                                        channel, check_health=False)
                 drain_until = now + _DRAIN_SECONDS
             elif drain_until and now > drain_until:
                 log.warning("no answer to UNSUBSCRIBE within %.0f s; stopping anyway",

@@ -16,6 +16,7 @@ The file lives in the spool folder (`reader.state`); it is rewritten at each sta
 from __future__ import annotations
 
 import ctypes
+import math
 import mmap
 import os
 import time
@@ -118,8 +119,17 @@ def _cut(text: str, size: int) -> bytes:
 
 
 def moment(epoch: float) -> datetime | None:
-    """A state time as a timezone-aware datetime (None for 0.0)."""
-    return datetime.fromtimestamp(epoch, UTC) if epoch else None
+    """A state time as a timezone-aware datetime (None for 0.0, or for a word no clock wrote).
+
+    A status read must never fail the page that asked for it: a state file left by another
+    build, or one cut short, can hold any bit pattern, and `fromtimestamp` raises on most.
+    """
+    if not epoch or not math.isfinite(epoch):
+        return None
+    try:
+        return datetime.fromtimestamp(epoch, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def create_state(folder: Path) -> ReaderState:

@@ -17,9 +17,12 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from alerts.catalog import INGEST_DOWN, STREAM_LOST
+from alerts.events import EventForwarder, events_stream
 from alerts.keeper import AlertKeeper
+from alerts.leader import leadership_for
+from alerts.outbox import OutboxSender
 from alerts.rules import AlertEngine, AlertRules, Notice
-from alerts.webhook import WebhookNotifier
+from alerts.shared import SharedAlerts
 from groups.hook import GroupsHook
 from ingest import external
 from ingest.batch_writer import BatchWriter
@@ -113,31 +116,60 @@ class IngestService:
         self._lost_at: float | None = None
 
     def _build_alerts(self, settings: Settings, engine: Engine) -> None:
-        """Rules on the pipeline thread, regressions from the writer, delivery on its own."""
-        self.notifier = (WebhookNotifier(settings.alert_webhook_url,
-                                         max_tries=settings.alert_webhook_max_tries)
-                         if settings.alert_webhook_url else None)
+        """Rules on the pipeline thread, regressions from the writer, delivery through the
+        outbox on its own thread. With several ingest processes (INGEST_SOURCE=stream) the
+        events go to the deployment's alert stream instead, and the alert leader's engine
+        evaluates them for all (alerts/shared.py)."""
         self.notices: deque[Notice] = deque(maxlen=200)
-
-        def on_notice(notice: Notice) -> None:
-            self.notices.append(notice)
-            if self.notifier is not None:
-                self.notifier.send(notice)
-
-        self.alerts = AlertEngine(alert_rules(settings), on_notice=on_notice)
+        self.alerts = AlertEngine(alert_rules(settings))
         self.alert_keeper = AlertKeeper(self.alerts, engine,
                                         conditions=[self._stream_lost_condition])
         self.alerts.on_change = self.alert_keeper.record
-        self.pipeline.add_listener(lambda entries: self.alerts.observe(
-            [entry.event for entry in entries]))
+        self.shared_alerts: SharedAlerts | None = None
+        # The webhook's sender: it delivers what the keeper wrote to the outbox.
+        # The webhook's sender: it delivers what the keeper wrote to the outbox.
+        self.notifier = (OutboxSender(settings.alert_webhook_url, engine,
+                                    max_tries=settings.alert_webhook_max_tries,
+                                    may_send=self._leading)
+                       if settings.alert_webhook_url else None)
+        if self.notifier is not None:
+            self.alert_keeper.use_outbox(self.notifier.wake)
+
+        def on_notice(notice: Notice) -> None:
+            self.notices.append(notice)
+            self.alert_keeper.notice(notice)
+
+        self.alerts.on_notice = on_notice
+        if settings.ingest_source == "stream":
+            stream = events_stream(settings.error_channel)
+            forwarder = EventForwarder(settings.redis_url, stream,
+                                       settings.alert_events_max_entries)
+            name = settings.stream_consumer or default_consumer(settings.spool_dir)
+            # One lock per deployment (its alert stream); `name` says which process holds it.
+            self.shared_alerts = SharedAlerts(
+                self.alerts, self.alert_keeper, engine, leadership_for(engine, stream, True),
+                forwarder, name, settings.redis_url, settings.alert_leader_retry_ms,
+                settings.alert_reload_ms,
+                on_lead=self.notifier.wake if self.notifier is not None else None)
+            self.pipeline.add_listener(lambda entries: forwarder.events(
+                [entry.event for entry in entries]))
+            on_regressed = forwarder.regressed
+        else:
+            self.pipeline.add_listener(lambda entries: self.alerts.observe(
+                [entry.event for entry in entries]))
+            on_regressed = self.alerts.regressed
 
         def after_batch(result: BatchResult) -> None:
             changes = result.hook_results.get(self.groups.name) or []
             regressed = [c.fingerprint for c in changes if c.regressed]
             if regressed:
-                self.alerts.regressed(regressed)
+                on_regressed(regressed)
 
         self.writer.batch_listeners.append(after_batch)
+
+    def _leading(self) -> bool:
+        """Whether this process evaluates alerts and sends their notices."""
+        return self.shared_alerts is None or self.shared_alerts.leading
 
     def _checkpoint(self, position: Any) -> None:
         """The writer's commits: each spool gets its own positions."""
@@ -182,6 +214,9 @@ class IngestService:
         _freeze_startup_objects()
         self.alert_keeper.load()
         self.alert_keeper.start()
+        if self.shared_alerts is not None:
+            self.shared_alerts.try_lead()  # before the first event, when nobody leads
+            self.shared_alerts.start()
         if self.notifier is not None:
             self.notifier.start()
         self.writer.start()
@@ -201,9 +236,13 @@ class IngestService:
         self.spool.close()
         with self._external_lock:
             self.external.close()
+        if self.shared_alerts is not None:
+            self.shared_alerts.stop()  # saves what it evaluated, then lets another lead
         self.alert_keeper.stop()
         if self.notifier is not None:
             self.notifier.stop()
+        if self.shared_alerts is not None:
+            self.shared_alerts.forwarder.close()
         if self.error_log is not None:
             close_error_log(self.error_log)
         self._started = False
@@ -278,7 +317,11 @@ class IngestService:
         return {"firing": len(firing),
                 "notifying": sum(1 for a in firing if not a.suppressed),
                 "webhook": webhook, "webhookConfigured": self.notifier is not None,
-                "lastSaveError": self.alert_keeper.last_error}
+                "lastSaveError": self.alert_keeper.last_error,
+                # Who evaluates the alerts (several ingest processes), as docs/deploy.md says.
+                **({"shared": self.shared_alerts.status(),
+                    "leader": self.shared_alerts.leader}
+                   if self.shared_alerts is not None else {})}
 
     def rates(self, counters: dict[str, int]) -> dict[str, float]:
         """Per-second rates of every counter that only grows, over about the last minute."""

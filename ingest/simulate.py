@@ -28,6 +28,7 @@ import orjson
 import redis
 
 from jobs.simulate import JOBS, RUNS, simulate_job, simulate_run
+from live import redis_client
 from queries.records import CATEGORIES, SEVERITIES
 from settings import SettingsError, load_settings
 
@@ -239,7 +240,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bad setting: {exc}", file=sys.stderr)
         return 2
     rng = random.Random(args.seed)
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    try:
+        # A RedisCluster with REDIS_CLUSTER=true, and then SPUBLISH on the shard channel.
+        client = redis_client.connect(settings.redis_url, socket_connect_timeout=5)
+    except redis.RedisError as exc:
+        print(f"cannot reach Redis: {exc}", file=sys.stderr)
+        return 1
     if args.run or args.job:
         return _jobs_and_runs(client, settings, args)
     channel = args.channel or settings.error_channel
@@ -262,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         for index, message in zip(itertools.count(1), messages, strict=False):
-            reached = client.publish(channel, orjson.dumps(message))
+            reached = redis_client.publish(client, channel, orjson.dumps(message))
             sent += 1
             unheard += reached == 0
             if not args.quiet:
@@ -280,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if sent else 1
 
 
-def _jobs_and_runs(client: redis.Redis, settings: Any, args: argparse.Namespace) -> int:
+def _jobs_and_runs(client: redis_client.Client, settings: Any, args: argparse.Namespace) -> int:
     try:
         if args.job:
             simulate_job(client, settings, args.job, args.step, print)

@@ -42,16 +42,42 @@ from datetime import UTC, datetime
 import orjson
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.commands.core import Script
 
 from ingest.spool import Position
+from live import redis_client
 
 log = logging.getLogger(__name__)
+
+# KEYS: the stream, the delivered counter; ARGV: group, consumer, count. Both keys share the
+# stream's hash tag, so on a cluster they are one slot's.
+_READ_NEW = """
+local answer = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
+                          'STREAMS', KEYS[1], '>')
+if answer and #answer[1][2] > 0 then
+  redis.call('INCRBY', KEYS[2], #answer[1][2])
+  return {'entries', answer[1][2]}
+end
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last > 0 then return {'none', last[1][1]} end
+return {'none', false}
+"""
+
+
+def _fields(flat: list) -> dict[bytes, bytes]:
+    """A script's entry comes back as a flat field, value list."""
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)} if flat else {}
+
 
 _READ_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _by_name(reply: dict) -> dict[str, object]:
+    return {_text(name): value for name, value in reply.items()}
 
 
 def default_consumer(spool_dir: str) -> str:
@@ -85,7 +111,8 @@ class StreamSubscriber(threading.Thread):
         self._stop_event = threading.Event()
         self._unacked: deque[tuple[Position, bytes]] = deque()
         self._unacked_lock = threading.Lock()
-        self._ack_client: redis.Redis | None = None
+        self._ack_client: redis_client.Client | None = None
+        self._read_script: Script | None = None
         # Written by this thread (acks: by the writer's); read by the status views.
         self.received = 0
         self.acked = 0
@@ -123,7 +150,7 @@ class StreamSubscriber(threading.Thread):
             return
         try:
             if self._ack_client is None:
-                self._ack_client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
+                self._ack_client = redis_client.connect(self.redis_url, socket_timeout=5)
             for start in range(0, len(ids), 1000):
                 self.acked += self._ack_client.xack(self.stream, self.group,
                                                     *ids[start:start + 1000])
@@ -152,7 +179,9 @@ class StreamSubscriber(threading.Thread):
         self.subscribed = False
 
     def _consume(self) -> None:
-        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=5,
+        # A RedisCluster routes every command by the stream's slot; the stream and its
+        # counter share a hash tag (settings.cluster_name), so the MULTI below is one slot's.
+        client = redis_client.connect(self.redis_url, socket_connect_timeout=5,
                                       socket_timeout=10, socket_keepalive=True)
         try:
             self._create_group(client)
@@ -181,7 +210,7 @@ class StreamSubscriber(threading.Thread):
         finally:
             client.close()
 
-    def _create_group(self, client: redis.Redis) -> None:
+    def _create_group(self, client: redis_client.Client) -> None:
         """The group, from the stream's first entry; what was trimmed before it existed is
         history, not a loss, and the delivered counter starts where the group does."""
         try:
@@ -204,20 +233,38 @@ class StreamSubscriber(threading.Thread):
         with self._unacked_lock:
             return len(self._unacked)
 
-    def _read(self, client: redis.Redis, start: str, block_ms: int | None = None) -> None:
+    def _read(self, client: redis_client.Client, start: str, block_ms: int | None = None) -> None:
+        if start == ">":
+            self._read_new(client, block_ms)
+            return
         cursor = start
         while not self._stop_event.is_set():
             answer = client.xreadgroup(self.group, self.consumer, {self.stream: cursor},
-                                       count=self.batch, block=block_ms)
+                                       count=self.batch)
             entries = answer[0][1] if answer else []
-            if start == ">" and entries:
-                client.incrby(self.delivered_key, len(entries))
             self._take(entries, client)
-            if start == ">" or not entries:
+            if not entries:
                 return
             cursor = entries[-1][0]  # walking this consumer's pending list
 
-    def _touch(self, client: redis.Redis) -> None:
+    def _read_new(self, client: redis_client.Client, block_ms: int | None) -> None:
+        """New entries, read and counted as delivered in one script: a consumer killed between
+        a read and its count would leave the deployment's count short, and the entries it
+        read would look trimmed (a false stream_lost). A script cannot block, so when nothing
+        is new it waits with XREAD from the stream's last id, then reads again."""
+        if self._read_script is None:
+            self._read_script = client.register_script(_READ_NEW)
+        for _ in range(2):
+            reply = self._read_script(keys=[self.stream, self.delivered_key],
+                                      args=[self.group, self.consumer, self.batch])
+            if reply[0] == b"entries" or reply[0] == "entries":
+                self._take([(entry_id, _fields(flat)) for entry_id, flat in reply[1]], client)
+                return
+            if not block_ms or self._stop_event.is_set():
+                return
+            client.xread({self.stream: reply[1] or "0-0"}, count=1, block=block_ms)
+
+    def _touch(self, client: redis_client.Client) -> None:
         """Reset the idle time of this consumer's pending entries: they are not a dead
         consumer's, however long the store takes."""
         with self._unacked_lock:
@@ -226,7 +273,7 @@ class StreamSubscriber(threading.Thread):
             client.xclaim(self.stream, self.group, self.consumer, 0, ids[start:start + 1000],
                           justid=True)
 
-    def _reclaim(self, client: redis.Redis) -> None:
+    def _reclaim(self, client: redis_client.Client) -> None:
         """Take over what dead consumers left, following the cursor to the end; remove the
         dead consumers that have nothing left."""
         cursor = "0-0"
@@ -252,7 +299,7 @@ class StreamSubscriber(threading.Thread):
                 self.consumers_removed += client.xgroup_delconsumer(
                     self.stream, self.group, name) == 0
 
-    def _count_trimmed(self, client: redis.Redis) -> None:
+    def _count_trimmed(self, client: redis_client.Client) -> None:
         """Entries added to the stream that the deployment never received: counted while the
         group has read up to the stream's last entry (nothing unread is left to tell apart).
         Redis's own `lag` cannot say it: trimming leaves it counting the lost as unread."""
@@ -261,6 +308,8 @@ class StreamSubscriber(threading.Thread):
         pipe.xinfo_groups(self.stream)
         pipe.get(self.delivered_key)
         info, groups, delivered = pipe.execute()
+        # A cluster's MULTI pipeline hands back the raw replies, names as bytes.
+        info, groups = _by_name(info), [_by_name(g) for g in groups]
         group = next((g for g in groups if _text(g["name"]) == self.group), None)
         if group is None or _text(group["last-delivered-id"]) != _text(
                 info["last-generated-id"]):
@@ -272,7 +321,7 @@ class StreamSubscriber(threading.Thread):
             self.lost_trimmed = max(self.lost_trimmed, min(lost, self._lost_seen))
         self._lost_seen = lost
 
-    def _take(self, entries: list, client: redis.Redis | None = None) -> None:
+    def _take(self, entries: list, client: redis_client.Client | None = None) -> None:
         gone: list[bytes] = []
         for entry_id, fields in entries:
             if not fields:

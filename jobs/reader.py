@@ -9,6 +9,9 @@ would be counted in the producer's PUBLISH reply and hide a missing data loader.
 
 It reconnects with capped exponential backoff and jitter, and resubscribes; a link that stops
 answering its health-check PINGs counts as dead.
+
+In a Redis Cluster (REDIS_CLUSTER=true) the channels are shard channels (SSUBSCRIBE, one
+connection per node that owns one of them) and there are no patterns (settings.py says so).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from jobs.events import ERROR, RUN, UNKNOWN, Classified, classify
 from jobs.rules import RunTracker
+from live import redis_client
 from queries.records import iso_utc
 
 log = logging.getLogger(__name__)
@@ -89,18 +93,18 @@ class ProcessingReader(threading.Thread):
         self.subscribed = False
 
     def _listen(self) -> None:
-        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=5,
+        client = redis_client.connect(self.redis_url, socket_connect_timeout=5,
                                       socket_keepalive=True,
                                       health_check_interval=self.health_check_interval)
         pubsub = client.pubsub()
         try:
             if self.channels:
-                pubsub.subscribe(*self.channels)
+                redis_client.subscribe(pubsub, self.channels, redis_client.is_cluster(client))
             if self.patterns:
                 pubsub.psubscribe(*self.patterns)
             waiting = len(self.channels) + len(self.patterns)
             while not self._stop_event.is_set():
-                message = pubsub.get_message(timeout=0.5)
+                message = redis_client.get_message(pubsub, timeout=0.5)
                 if message is None:
                     continue
                 kind = message["type"]

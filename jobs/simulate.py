@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import redis
 
+from live import redis_client
 from settings import Settings
 
 RUNS = ("healthy", "stalled", "failed")
@@ -44,12 +44,12 @@ def _channel(settings: Settings, name: str) -> str:
     return f"{prefix}:{name}"
 
 
-def simulate_run(client: redis.Redis, settings: Settings, kind: str, step: float,
+def simulate_run(client: redis_client.Client, settings: Settings, kind: str, step: float,
                  say: Say) -> str:
     run_id = f"sim-run-{uuid.uuid4().hex[:8]}"
 
     def send(channel: str, event: str, **payload: Any) -> None:
-        reached = client.publish(_channel(settings, channel),
+        reached = redis_client.publish(client, _channel(settings, channel),
                                  _envelope(event, {"run_id": run_id, **payload}))
         say(f"{event:<24} {run_id} -> {reached} subscriber(s)")
 
@@ -73,13 +73,13 @@ def simulate_run(client: redis.Redis, settings: Settings, kind: str, step: float
     return run_id
 
 
-def simulate_job(client: redis.Redis, settings: Settings, kind: str, step: float,
+def simulate_job(client: redis_client.Client, settings: Settings, kind: str, step: float,
                  say: Say) -> str:
     job_id = str(uuid.uuid4())
     channel = (settings.listener_channel_list or ["tickstock.jobs.data_load"])[0]
     key = settings.job_status_keys.rstrip("*") + job_id
     now = datetime.now(UTC).isoformat()
-    reached = client.publish(channel, orjson.dumps({
+    reached = redis_client.publish(client, channel, orjson.dumps({
         "job_id": job_id, "job_type": "historical_load", "symbols": ["AAPL", "MSFT"],
         "timeframes": ["daily"], "years": 1, "requested_by": "simulate", "timestamp": now}))
     say(f"job {job_id} published on {channel} -> {reached} subscriber(s)")

@@ -30,6 +30,7 @@ from jobs.rules import (
     RunTracker,
     linked_ids,
 )
+from live import redis_client
 from queries.records import ErrorEvent, iso_utc
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class JobsWatch(threading.Thread):
         self.alerts = alerts
         self.db = db
         self.clock = clock or (lambda: datetime.now(UTC))
-        self._client: redis.Redis | None = None
+        self._client: redis_client.Client | None = None
         self._stop_event = threading.Event()
         self._saved_runs: dict[str, int] = {}
         self._saved_jobs: dict[str, int] = {}
@@ -120,8 +121,8 @@ class JobsWatch(threading.Thread):
         try:
             client = self._redis()
             if self.listener_channels:
-                counts = client.pubsub_numsub(*self.listener_channels)
-                self.listeners.update({_text(c): int(n) for c, n in counts}, now)
+                counts = redis_client.subscriber_counts(client, self.listener_channels)
+                self.listeners.update(counts, now)
             self.jobs.update(self._status_documents(client), now)
             self.last_redis_error = None
         except redis.RedisError as exc:
@@ -143,13 +144,13 @@ class JobsWatch(threading.Thread):
         self.cycles += 1
         self.last_check_at = now
 
-    def _redis(self) -> redis.Redis:
+    def _redis(self) -> redis_client.Client:
         if self._client is None:
-            self._client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=5,
+            self._client = redis_client.connect(self.redis_url, socket_connect_timeout=5,
                                                 socket_timeout=5)
         return self._client
 
-    def _status_documents(self, client: redis.Redis) -> dict[str, dict[str, Any]]:
+    def _status_documents(self, client: redis_client.Client) -> dict[str, dict[str, Any]]:
         """{job_id: status} of every key matching the pattern: JSON strings or hashes."""
         keys = list(client.scan_iter(match=self.status_keys, count=500))
         if not keys:

@@ -40,6 +40,7 @@ from typing import Any
 import orjson
 import redis
 
+from live.redis_client import publish_command
 from live.ring_buffer import Entry
 from queries.records import ErrorEvent
 
@@ -71,15 +72,21 @@ end
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
 redis.call('PEXPIRE', KEYS[2], RECENT_TTL_MS)
 local body = '[' .. table.concat(ARGV, ',', 4) .. ']'
-redis.call('PUBLISH', ARGV[1], string.format('%d', first) .. '|' .. body)
+redis.call('PUBLISH_COMMAND', ARGV[1], string.format('%d', first) .. '|' .. body)
 return first
 """.replace("RECENT_TTL_MS", str(RECENT_TTL_MS))
 
 
+def publish_script(sharded: bool) -> str:
+    """The script for a single Redis (PUBLISH) or a cluster (SPUBLISH: its shard channel is
+    in the slot of its keys, as Redis wants of a script, because they share a hash tag)."""
+    return PUBLISH_SCRIPT.replace("PUBLISH_COMMAND", publish_command(sharded))
+
+
 @dataclass(frozen=True)
 class FeedNames:
-    """The Redis names of one monitor's live feed, all derived from ERROR_CHANNEL (so a hash
-    tag in it, `{tickstock}:errors`, keeps them in one Redis Cluster slot)."""
+    """The Redis names of one monitor's live feed, all derived from ERROR_CHANNEL (so its hash
+    tag in a cluster, `{tickstock:errors}`, keeps them in one slot)."""
 
     channel: str
     seq: str

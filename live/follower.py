@@ -16,6 +16,7 @@ import orjson
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 
+from live import redis_client
 from live.feed import (
     HEARTBEAT_INTERVAL,
     READ_ERRORS,
@@ -110,14 +111,19 @@ class LiveFeedFollower(threading.Thread):
         self.connected = False
 
     def _follow(self) -> None:
-        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=5,
-                                      socket_timeout=5, health_check_interval=10)
+        # In a cluster: the node of the feed's slot, which holds its channel and its keys
+        # alike (one hash tag); a slot moved elsewhere ends this link and the next one finds
+        # the new owner.
+        sharded = redis_client.is_cluster_url(self.redis_url)
+        client = redis_client.connect_node(self.redis_url, self.names.channel,
+                                           socket_connect_timeout=5, socket_timeout=5,
+                                           health_check_interval=10)
         pubsub = client.pubsub()
         try:
-            pubsub.subscribe(self.names.channel)
+            redis_client.subscribe(pubsub, [self.names.channel], sharded)
             # Subscribed before the back-fill, so nothing falls between the two; what comes
             # twice is ignored by sequence number.
-            while pubsub.get_message(timeout=1.0) is None:
+            while redis_client.get_message(pubsub, timeout=1.0) is None:
                 if self._stop_event.is_set():
                     return
             self._backfill(client)
@@ -127,9 +133,11 @@ class LiveFeedFollower(threading.Thread):
             self._ready.set()
             next_beat = self.clock() + HEARTBEAT_INTERVAL
             while not self._stop_event.is_set():
-                message = pubsub.get_message(timeout=0.25)
+                message = redis_client.get_message(pubsub, timeout=0.25)
                 if message is not None and message["type"] == "message":
                     self._take(message["data"])
+                elif message is not None and message["type"] == "unsubscribe":
+                    raise redis.ConnectionError("the live feed's slot moved to another node")
                 if self.clock() >= next_beat:
                     self._read_beats(client)
                     next_beat = self.clock() + HEARTBEAT_INTERVAL

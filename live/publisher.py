@@ -13,15 +13,16 @@ from typing import Any
 import orjson
 import redis
 
+from live import redis_client
 from live.feed import (
     HEARTBEAT_INTERVAL,
     HEARTBEAT_TTL_MS,
     MAX_EVENTS_PER_CALL,
     PRUNE_AFTER,
-    PUBLISH_SCRIPT,
     FeedNames,
     encode_event,
     process_id,
+    publish_script,
 )
 from live.ring_buffer import Entry
 from queries.records import ErrorEvent
@@ -39,8 +40,9 @@ class LiveFeedPublisher(threading.Thread):
                  slot: str | None = None) -> None:
         super().__init__(name="live-feed-publisher", daemon=True)
         self.names = FeedNames.for_channel(error_channel)
-        self.client = redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=5)
-        self.script = self.client.register_script(PUBLISH_SCRIPT)
+        self.redis_url = redis_url
+        self._client: redis_client.Client | None = None
+        self._script: Any = None
         self.status = status
         self.capacity = capacity
         self.scrub = scrub
@@ -58,6 +60,23 @@ class LiveFeedPublisher(threading.Thread):
         self.lost = 0
         self.last_seq = 0
         self.last_error: str | None = None
+
+    @property
+    def client(self) -> redis_client.Client:
+        """Made on first use: a cluster client connects when made, and Redis may be away at
+        start (the thread retries)."""
+        if self._client is None:
+            self._client = redis_client.connect(self.redis_url, socket_connect_timeout=5,
+                                                socket_timeout=5)
+        return self._client
+
+    @property
+    def script(self) -> Any:
+        """The publishing script, PUBLISH or SPUBLISH as the client's Redis wants."""
+        if self._script is None:
+            client = self.client
+            self._script = client.register_script(publish_script(redis_client.is_cluster(client)))
+        return self._script
 
     def publish(self, entries: Sequence[Entry]) -> None:
         """A pipeline listener: queue the chunk's new entries for the publishing thread."""
@@ -78,7 +97,8 @@ class LiveFeedPublisher(threading.Thread):
             self.client.hdel(self.names.status, self.slot)
         except redis.RedisError as exc:
             log.warning("could not remove the live feed's heartbeat: %s", exc)
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     def run(self) -> None:
         next_beat = 0.0

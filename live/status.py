@@ -58,7 +58,7 @@ class MonitorStatus(TypedDict, total=False):
     conservation: dict[str, Any]
     spool: dict[str, Any]
     history: list[dict[str, Any]]
-    alerts: dict[str, Any]
+    alerts: dict[str, Any]  # with several ingest processes also `leader` and `shared`
     stream: dict[str, Any]
     pubsubLease: str
     # Web side only

@@ -277,6 +277,39 @@ job_claims = Table(
     Column("claimed_at", UtcDateTime(), nullable=False),
 )
 
+# Webhook notices to deliver (alerts/outbox.py): written in the transaction that records the
+# alert's change, delivered and marked by the alert leader's sender. `id` is the notice's
+# Idempotency-Key: the alert's id and its notice number, the same on every retry.
+alert_outbox = Table(
+    "alert_outbox",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("alert_id", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # pending | sent | failed (given up)
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("next_try_at", UtcDateTime(), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("sent_at", UtcDateTime()),
+    Column("last_error", String(300)),
+    Index("idx_alert_outbox_state_next_try_at", "state", "next_try_at"),
+)
+
+# Where the alert leader stands in the deployment's event stream (alerts/shared.py): the
+# last entry it evaluated, saved with the alert changes it caused, so the next leader goes on
+# from exactly there; and who leads.
+alert_feed = Table(
+    "alert_feed",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("last_id", String(40), nullable=False),
+    Column("leader", String(200), nullable=False, server_default=""),
+    Column("leader_since", UtcDateTime()),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+
 # Counts of the counted rows in closed time buckets, kept exact by triggers on error_logs
 # (queries/count_tables.py); every count the product shows reads them (queries/counts.py).
 error_counts = Table(

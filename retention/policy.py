@@ -50,6 +50,8 @@ RULES = (
          other_tables=("error_groups",)),
     Rule("alert_silences", "until", archive=False),
     Rule("job_claims", "claimed_at", archive=False),
+    # Delivered (or given up) webhook notices; a pending one stays however old.
+    Rule("alert_outbox", "created_at", "t.state <> 'pending'", ("state",), archive=False),
     # Runs and import jobs (jobs/): ended ones go like any history; a running run or an open
     # job stays however old, so a restart still follows it. Their error links go with them.
     Rule("job_runs", "last_event_at", "t.state <> 'running'", ("state",), archive=False),

@@ -115,6 +115,35 @@ def redis_client() -> Iterator[redis.Redis]:
     client.close()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A private 3-master Redis Cluster for the run (tests/redis_cluster.py), started by the
+    first test that asks for it and stopped at the end."""
+    from tests.redis_cluster import PrivateCluster
+
+    cluster = PrivateCluster(tmp_path_factory.mktemp("redis-cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster_settings(make_settings: Callable[..., Settings], redis_cluster: Any,
+                     channel: str) -> Callable[..., Settings]:
+    """`make_settings` on the private Redis Cluster: REDIS_CLUSTER=true, so the test's
+    channel becomes `{<channel>}` and the stream `{<channel>}:stream`; the processing
+    channels listed (sharded pub/sub has no patterns)."""
+    prefix = jobs_names(channel)["prefix"]
+
+    def build(**overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "redis_url": redis_cluster.plain_url, "redis_cluster": True,
+            "error_stream": f"{channel}:stream",
+            "processing_channels": f"{prefix}:processing:status,{prefix}:import:started"}
+        return make_settings(**{**values, **overrides})
+
+    return build
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path, channel: str) -> Callable[..., Settings]:
     """Settings for a test: its own channel, SQLite file, log file and spool folder."""

@@ -169,3 +169,42 @@ def test_tr001_trends_show_charts_or_an_empty_state(dash_duo, monitor) -> None:
     dash_duo.wait_for_element("#trend-severity .main-svg", timeout=10)
     dash_duo.wait_for_contains_text(f"#{ids.TRENDS_SUMMARY}", "30 errors", timeout=8)
     dash_duo.wait_for_contains_text("#trend-symbols", "<b>SYM</b>", timeout=8)
+
+
+def test_ov002_on_a_redis_cluster_an_error_reaches_the_web_workers_live_list(
+        dash_duo, cluster_settings, redis_cluster, pg_url, pg_engine) -> None:
+    """Issue 16: with REDIS_CLUSTER=true an error SPUBLISHed on the cluster is read by the
+    ingest (SSUBSCRIBE), goes out on the sharded live feed, and a web-only worker following
+    it (SSUBSCRIBE on the feed's node) shows it in its live list."""
+    import app as app_module
+    from live.feed import FeedNames
+    from live.publisher import LiveFeedPublisher
+
+    settings = cluster_settings(database_url=pg_url)
+    # The ingest process in miniature (IngestService plus the publisher, as ingest/__main__).
+    ingest_side = app_module.build(settings)
+    publisher = LiveFeedPublisher(settings.redis_url, settings.error_channel,
+                                  ingest_side.ingest.status, settings.ring_buffer_size)
+    ingest_side.ingest.pipeline.add_listener(publisher.publish)
+    web = app_module.build(cluster_settings(database_url=pg_url, ingest_enabled=False))
+    cluster = redis_cluster.client()
+    try:
+        ingest_side.start()
+        publisher.start()
+        wait_for(lambda: ingest_side.ingest.subscriber.subscribed, message="subscription")
+        web.start()
+        dash_duo.start_server(web.dash_app)
+        dash_duo.wait_for_element(f"#{ids.ERROR_LIST} .ag-root", timeout=10)
+        wait_for(lambda: web.follower.connected, message="the web worker following the feed")
+        text = f"Cluster pattern detection failed {uuid.uuid4().hex[:8]}"
+        assert cluster.spublish(settings.error_channel, payload(
+            error_id=f"b_{uuid.uuid4().hex}", error_message=text, severity="error")) == 1
+        dash_duo.wait_for_contains_text(f"#{ids.ERROR_LIST}", text, timeout=10)
+        assert web.follower.status()["follower"]["channel"] == settings.error_channel + ":live"
+    finally:
+        web.stop()
+        ingest_side.stop()
+        publisher.stop()
+        names = FeedNames.for_channel(settings.error_channel)
+        cluster.delete(names.seq, names.recent, names.status)
+        cluster.close()

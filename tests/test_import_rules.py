@@ -2,7 +2,8 @@
 
 - the store (`queries`) imports no web, Redis or feature code;
 - a feature package (`alerts`, `groups`, `jobs`, `retention`, `live`) imports only the store,
-  the model, settings and itself (and the alerts' names and store, to raise and show alerts);
+  the model, settings and itself (and the alerts' names and store, to raise and show alerts,
+  and `live.redis_client`, the one maker of Redis clients);
   its web modules (`api.py`, `page.py`) may also use the web shell's shared pieces;
 - nothing on the web side (the shell, the features' web modules, the live feed's follower)
   imports the ingest, directly or through anything it imports: a gunicorn worker must not
@@ -32,6 +33,9 @@ WEB_MODULES = ("alerts.api", "alerts.page", "groups.api", "groups.page", "jobs.a
                "jobs.page", "live.follower", "live.view")
 # Another feature raises and shows alerts through their names and their store, nothing else.
 ALERTS_FOR_FEATURES = ("alerts.catalog", "alerts.store")
+# The one place Redis clients are made (single Redis or Cluster): every feature that talks
+# to Redis goes through it.
+REDIS_FOR_FEATURES = ("live.redis_client",)
 
 
 def _modules() -> dict[str, Path]:
@@ -106,7 +110,8 @@ def test_the_store_imports_no_web_redis_or_feature_code(module: str) -> None:
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if top(m) in FEATURES))
 def test_a_feature_imports_only_the_store_settings_and_itself(module: str) -> None:
     allowed = {"queries", "settings", top(module)}
-    shared = (*ALERTS_FOR_FEATURES, *(SHELL_SHARED if module in WEB_MODULES else ()))
+    shared = (*ALERTS_FOR_FEATURES, *REDIS_FOR_FEATURES,
+              *(SHELL_SHARED if module in WEB_MODULES else ()))
     bad = sorted(name for name in project_imports(module)
                  if top(name) not in allowed and name not in shared)
     assert not bad, f"{module} imports {bad}"

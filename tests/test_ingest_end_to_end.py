@@ -62,3 +62,34 @@ def test_a_second_pubsub_ingest_on_the_same_channel_is_refused(
     finally:
         again.stop()
     assert redis_client.exists(f"{second_settings.error_channel}:monitor:pubsub-lease") == 0
+
+
+def test_on_a_redis_cluster_spublished_errors_reach_the_store_and_the_ring(
+        engine, db_url, cluster_settings, redis_cluster, channel):
+    """Issue 16: REDIS_CLUSTER=true reads the hash-tagged channel with SSUBSCRIBE on the node
+    that owns its slot; what TickStockPL SPUBLISHes there is stored once and shown live."""
+    settings = cluster_settings(database_url=db_url)
+    assert settings.error_channel == "{" + channel + "}"
+    ingest = IngestService(settings, engine)
+    ingest.start()
+    cluster = redis_cluster.client()
+    try:
+        wait_for(lambda: ingest.subscriber.subscribed, message="subscription")
+        assert ingest.status()["pubsubLease"] == "held"
+        for i in range(50):
+            assert cluster.spublish(settings.error_channel, payload(error_id=f"rc-{i}")) == 1
+        cluster.spublish(settings.error_channel, b"{not json")
+        cluster.spublish(settings.error_channel, payload(error_id="rc-0"))  # a re-sent copy
+        # A plain PUBLISH of the same name is not the shard channel: nobody hears it.
+        cluster.publish(settings.error_channel, payload(error_id="rc-plain"))
+        wait_for(lambda: ingest.counters()["stored"] == 50
+                 and ingest.counters()["duplicate"] == 1, message="50 stored, 1 duplicate")
+    finally:
+        ingest.stop()
+        cluster.close()
+    assert _count(engine, error_logs) == 50
+    assert _count(engine, rejected_messages) == 1
+    counters = ingest.counters()
+    assert counters["received"] == 52
+    assert counters["rejected"] == 1
+    assert len(ingest.ring.since(0)) == 50

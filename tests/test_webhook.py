@@ -21,11 +21,14 @@ NOTICE = Notice("firing", {"id": "a1", "rule": "critical_error", "key": "fp", "c
 class Receiver:
     """A local HTTP server whose answers a test scripts: a list of (status, headers)."""
 
-    def __init__(self, script=None, hang: bool = False) -> None:
+    def __init__(self, script=None, hang: bool = False, port: int = 0) -> None:
         self.script = list(script or [])
         self.hang = hang
         self.bodies: list[dict] = []
         self.times: list[float] = []
+        # The Idempotency-Key of every POST (answered or not) and of the delivered ones.
+        self.keys: list[str | None] = []
+        self.delivered_keys: list[str | None] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -33,11 +36,13 @@ class Receiver:
                 length = int(self.headers["Content-Length"])
                 body = json.loads(self.rfile.read(length))
                 receiver.times.append(time.monotonic())
+                receiver.keys.append(self.headers.get("Idempotency-Key"))
                 if receiver.hang:
                     time.sleep(3)
                 status, headers = receiver.script.pop(0) if receiver.script else (200, {})
                 if status == 200:
                     receiver.bodies.append(body)
+                    receiver.delivered_keys.append(self.headers.get("Idempotency-Key"))
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -47,7 +52,7 @@ class Receiver:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -333,6 +333,8 @@ def webhook_view(status: Mapping[str, Any], now: datetime) -> Section:
                                 f"({count_text(alerts.get('notifying'))} notifying)"]]
     if alerts.get("lastSaveError"):
         firing.append(["Alert save error", str(alerts["lastSaveError"])])
+    if "leader" in alerts:  # several ingest processes: the one that evaluates and notifies
+        firing.append(["Alert leader", str(alerts.get("leader") or "none yet")])
     webhook = alerts.get("webhook")
     if not alerts.get("webhookConfigured") or not isinstance(webhook, Mapping):
         return {"state": "Not configured", "tone": "secondary",
