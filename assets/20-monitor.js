@@ -68,6 +68,9 @@
             var theme = dark ? "dark" : "light";
             document.documentElement.setAttribute("data-bs-theme", theme);
             document.documentElement.setAttribute("data-ag-theme-mode", theme);
+            // The server draws charts into the page it sends (dashboard/factory.py reads
+            // this), so they come in the right theme with no second request.
+            document.cookie = "tsem_theme=" + theme + "; path=/; max-age=31536000; SameSite=Strict";
             return theme;
         },
         askNotificationPermission: function (on) {
