@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from alerts import page as alerts
 from alerts.api import create_alerts_blueprint
-from dashboard import ids, navbar, notices, routes
+from dashboard import detail, ids, navbar, notices, routes
 from dashboard.api import create_api_blueprint
 from dashboard.compression import compression_settings
 from dashboard.errors import install_error_handlers
@@ -51,6 +51,7 @@ def shell(engine: Engine, live: LiveView) -> Any:
             dbc.ModalBody(html.Div(id=ids.DETAIL_BODY)),
         ], id=ids.DETAIL_MODAL, is_open=False, size="xl", scrollable=True),
         dcc.Store(id=ids.THEME_STORE, data="light"),
+        dcc.Store(id=ids.DETAIL_CLICK, data=None),
         dcc.Store(id=ids.CLIENT_EFFECT, data=None),
     ])
 
@@ -127,6 +128,7 @@ def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None 
     )
 
     navbar.register_callbacks(app, engine, live)
+    detail.register_callbacks(app, engine, live)
     notices.register_callbacks(app, live)
     overview.register_callbacks(app, engine, live, rollup)
     errors.register_callbacks(app, engine, live)

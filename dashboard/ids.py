@@ -31,6 +31,7 @@ CRITICAL_MORE = "critical-more"
 CRITICAL_DISMISS = "critical-dismiss"
 DETAIL_MODAL = "detail-modal"
 DETAIL_BODY = "detail-body"
+DETAIL_CLICK = "detail-click"  # the row click that opens the detail dialog
 CLIENT_EFFECT = "client-effect"
 
 # -- Overview ------------------------------------------------------------------------------

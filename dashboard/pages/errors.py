@@ -225,4 +225,4 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView) -> None:
     range_picker_callbacks(app, ids.SEARCH_RANGE, ids.SEARCH_CUSTOM, ids.SEARCH_FROM,
                            ids.SEARCH_TO, ids.SEARCH_CUSTOM_UTC)
 
-    open_detail_on_click(app, engine, live, ids.SEARCH_RESULTS)
+    open_detail_on_click(app, ids.SEARCH_RESULTS)

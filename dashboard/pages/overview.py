@@ -314,7 +314,7 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView,
             else [no_update] * len(_STATS)
         return *values, *links
 
-    open_detail_on_click(app, engine, live, ids.ERROR_LIST)
+    open_detail_on_click(app, ids.ERROR_LIST)
 
     # -- the groups list (the events/groups switch) --------------------------------------
     @app.callback(
