@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from alerts import page as alerts
 from alerts.api import create_alerts_blueprint
-from dashboard import detail, ids, navbar, notices, routes
+from dashboard import detail, ids, navbar, notices, routes, static
 from dashboard.api import create_api_blueprint
 from dashboard.compression import compression_settings
 from dashboard.errors import install_error_handlers
@@ -138,6 +138,7 @@ def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None 
     monitor.register_callbacks(app, status)
     jobs.register_callbacks(app, engine, stall)
     install_error_handlers(app.server)
+    static.install(app)
     # Every blueprint, registered here and nowhere else.
     app.server.register_blueprint(create_api_blueprint(engine, live, rollup))
     app.server.register_blueprint(create_monitor_blueprint(status))

@@ -67,6 +67,20 @@ def test_bundles_and_json_are_gzipped_when_the_browser_asks(web) -> None:
     again = client.get("/_dash-component-suites/dash_ag_grid/async-community.js",
                        headers={"Accept-Encoding": "gzip", "If-None-Match": chunk.headers["ETag"]})
     assert again.status_code == 304
+    # Kept by the browser and revalidated, not fetched whole on every load.
+    assert chunk.headers["Cache-Control"] == "no-cache"
+
+
+def test_charts_load_the_small_plotly_and_it_revalidates(web) -> None:
+    client = web.dash_app.server.test_client()
+    plotly = client.get("/_dash-component-suites/plotly/package_data/plotly.min.js")
+    assert plotly.status_code == 200
+    assert b"plotly.js (basic - minified) v4.1.1" in plotly.data[:200]
+    assert len(plotly.data) < 1_500_000  # the full build is 4.8 MB
+    assert plotly.headers["Cache-Control"] == "no-cache"
+    again = client.get("/_dash-component-suites/plotly/package_data/plotly.min.js",
+                       headers={"If-None-Match": plotly.headers["ETag"]})
+    assert again.status_code == 304
 
     store = ErrorStore(web.engine)
     store.write_batch([event(error_id=f"z{i}") for i in range(30)])
