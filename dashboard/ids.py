@@ -16,6 +16,7 @@ TRENDS_CHARTS = "trends-charts"
 # -- the shell: every page --------------------------------------------------------------------
 URL = "url"
 PAGE = "page-content"
+PAGE_RENDERED = "page-rendered"  # the path+query the layout drew the page for
 NAV_INTERVAL = "nav-interval"
 MONITOR_LINE = "monitor-line"
 THEME_SWITCH = "theme-switch"

@@ -249,3 +249,38 @@ def test_fp002_a_dark_theme_draws_the_charts_dark_at_first_paint(
         "return t && getComputedStyle(t).fill;")
     assert colour and colour != "rgb(42, 63, 95)", colour  # plotly_white's is #2a3f5f
     assert not any(ids.TRENDS_CHARTS in output for output in log.since(began))
+
+
+@pytest.mark.browser
+def test_fp003_a_layout_made_for_another_tabs_page_is_put_right(
+        dash_duo, start_monitor, pg_url, pg_engine, redis_client, channel) -> None:
+    # Two tabs loading at the same instant can swap the cookie that tells the layout which
+    # page it is for: this tab then gets the other one's page first, and its own right after.
+    from urllib.parse import quote
+
+    from dashboard.factory import PAGE_COOKIE
+
+    monitor = start_monitor(database_url=pg_url)
+    redis_client.publish(channel, payload(error_message="db down", category="database"))
+    wait_for(lambda: recent_errors(monitor.engine, 1), message="one stored")
+    server = monitor.dash_app.server
+
+    def other_tabs_page(response: Any) -> Any:
+        if response.mimetype == "text/html":
+            response.headers.remove("Set-Cookie")
+            response.set_cookie(PAGE_COOKIE, quote("/jobs"), path="/_dash-layout")
+        return response
+
+    server.after_request_funcs.setdefault(None, []).insert(0, other_tabs_page)  # runs last
+    dash_duo.start_server(monitor.dash_app)
+    dash_duo.driver.get(f"{dash_duo.server_url}/errors?q=category%3Adatabase")
+    dash_duo.wait_for_contains_text(f"#{ids.SEARCH_SUMMARY}", "of 1", timeout=15)
+    assert "db down" in _text(dash_duo, f"#{ids.SEARCH_RESULTS}")
+    assert not dash_duo.driver.find_elements("css selector", f"#{jobs_page.JOBS_PAGE}")
+
+    # And moving between pages still goes through the router.
+    server.after_request_funcs[None].remove(other_tabs_page)
+    dash_duo.driver.find_element("link text", "Trends").click()
+    dash_duo.wait_for_contains_text(f"#{ids.TRENDS_SUMMARY}", "1 errors", timeout=15)
+    dash_duo.driver.find_element("link text", "Overview").click()
+    dash_duo.wait_for_contains_text(f"#{ids.ERROR_LIST}", "db down", timeout=15)
