@@ -92,13 +92,14 @@ def shell(engine: Engine, live: LiveView, wiring: routes.Wiring) -> Any:
         navbar.layout(engine, live),
         dbc.Container(html.Div(page, id=ids.PAGE), fluid=True, className="pb-4"),
         dcc.Store(id=ids.PAGE_RENDERED, data=rendered),
-        *notices.layout(),
+        *notices.layout(live),
         dbc.Modal([
             dbc.ModalHeader(dbc.ModalTitle("Error detail")),
             dbc.ModalBody(html.Div(id=ids.DETAIL_BODY)),
         ], id=ids.DETAIL_MODAL, is_open=False, size="xl", scrollable=True),
         dcc.Store(id=ids.THEME_STORE, data=theme()),
-        dcc.Store(id=ids.DETAIL_CLICK, data=None),
+        # Not None: a Store holding None sets its data as it mounts, which is a change.
+        dcc.Store(id=ids.DETAIL_CLICK, data={}),
         dcc.Store(id=ids.CLIENT_EFFECT, data=None),
     ])
 

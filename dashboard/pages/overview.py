@@ -249,7 +249,8 @@ def layout(engine: Engine, live: LiveView, rollup: HourlyRollup) -> Any:
         # The groups list: made, with its rows, when it is first asked for (see switch_list);
         # a second grid on every first paint would cost the browser as much as the first.
         html.Div(className="grid-box d-none", id=ids.OVERVIEW_GROUPS_BOX),
-        dcc.Store(id=ids.OVERVIEW_GROUPS_TICK),
+        # Not None: a Store holding None sets its data as it mounts, running groups_feed.
+        dcc.Store(id=ids.OVERVIEW_GROUPS_TICK, data={}),
         dcc.Store(id=ids.OVERVIEW_GROUPS_DIGEST),
         dcc.Store(id=ids.LIVE_CURSOR, data=first.cursor),
         interval(ids.LIVE_INTERVAL, LIVE_TICK_MS),
