@@ -41,6 +41,8 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 PAGE_COOKIE = "tsem_page"  # the page being loaded, for its layout request (first_page)
 PAGE_COOKIE_SECONDS = 60
 THEME_COOKIE = "tsem_theme"  # set by assets/20-monitor.js (setTheme): "dark" or "light"
+GRAPH_CHUNK = "dash/dcc/async-graph.js"
+CHART_PAGES = ("trends", "group")
 ASYNC_CHUNKS = ("dash_ag_grid/async-community.js", "dash/dcc/async-dropdown.js")
 
 
@@ -142,6 +144,20 @@ def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None 
         f'<link rel="preload" href="{app.get_relative_path(f"/_dash-component-suites/{c}")}" '
         'as="script">' for c in ASYNC_CHUNKS)
     app.index_string = app.index_string.replace("{%css%}", "{%css%}\n        " + preload, 1)
+    # Pages with charts also wait for dcc.Graph's chunk and then plotly.js, one after the
+    # other once the layout is in: on those pages the browser starts both at once, early.
+    chart_preload = "".join(
+        f'<link rel="preload" href="{app.get_relative_path(path)}" as="script">'
+        for path in (f"/_dash-component-suites/{GRAPH_CHUNK}", static.PLOTLY_JS))
+    plain_index = app.interpolate_index
+
+    def interpolate_index(**parts: Any) -> str:
+        name, _ = routes.resolve(flask.request.path, flask.request.query_string.decode())
+        if name in CHART_PAGES:
+            parts["css"] = f"{parts.get('css', '')}\n        {chart_preload}"
+        return plain_index(**parts)
+
+    app.interpolate_index = interpolate_index  # per request: the index knows its page
 
     @app.server.after_request
     def remember_page(response: flask.Response) -> flask.Response:
