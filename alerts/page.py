@@ -477,9 +477,11 @@ def register_callbacks(app: Dash, engine: Engine) -> None:
     def more_history(_clicks, limit):
         return int(limit or HISTORY_STEP) + HISTORY_STEP
 
+    # The form starts on a fixed duration, the "until" input hidden: nothing to run on load.
     @app.callback(
         Output(ids.SILENCE_UNTIL, "className"),
         Input(ids.SILENCE_DURATION, "value"),
+        prevent_initial_call=True,
     )
     def show_until(duration):
         return "mt-1" if duration == "until" else "d-none mt-1"

@@ -64,11 +64,15 @@
 
     window.dash_clientside = window.dash_clientside || {};
     window.dash_clientside.monitor = {
-        setTheme: function (dark) {
+        setTheme: function (dark, shown) {
             var theme = dark ? "dark" : "light";
             document.documentElement.setAttribute("data-bs-theme", theme);
             document.documentElement.setAttribute("data-ag-theme-mode", theme);
-            return theme;
+            // The server draws charts into the page it sends (dashboard/factory.py reads
+            // this), so they come in the right theme with no second request.
+            document.cookie = "tsem_theme=" + theme + "; path=/; max-age=31536000; SameSite=Strict";
+            // Unchanged (the page was drawn in it): no redraw of the charts on load.
+            return theme === shown ? window.dash_clientside.no_update : theme;
         },
         askNotificationPermission: function (on) {
             if (on && window.Notification && Notification.permission === "default") {

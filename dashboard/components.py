@@ -126,7 +126,9 @@ def range_picker_callbacks(app: Dash, range_id: str, custom_id: str, from_id: st
     """Show the from/to inputs for "custom"; the browser turns their local times into UTC
     (the `toUtcRange` client function) into the store `utc_id`."""
 
-    @app.callback(Output(custom_id, "className"), Input(range_id, "value"))
+    # The layout starts on a preset range, its inputs hidden: nothing to run on load.
+    @app.callback(Output(custom_id, "className"), Input(range_id, "value"),
+                  prevent_initial_call=True)
     def show_custom(range_value):
         base = "gap-2 align-items-center custom-range"
         return f"d-flex {base}" if range_value == "custom" else f"d-none {base}"

@@ -145,14 +145,29 @@ def render_detail(error: dict[str, Any] | None, error_id: str = "",
     return html.Div(parts, id=element_id, className="error-detail")
 
 
-def open_detail_on_click(app: Dash, engine: Engine, live: Any, grid_id: str) -> None:
+def open_detail_on_click(app: Dash, grid_id: str) -> None:
     """A click on a row of the grid `grid_id` (rows keyed by error_id) opens the error's
-    detail in the shell's dialog."""
+    detail in the shell's dialog.
+
+    The click goes through the browser first: a grid sets its `cellClicked` as it mounts,
+    and a server callback on it would be a request (or two) on every page load."""
+    app.clientside_callback(
+        """function (clicked) {
+            return (clicked && clicked.rowId) ? clicked : window.dash_clientside.no_update;
+        }""",
+        Output(ids.DETAIL_CLICK, "data", allow_duplicate=True),
+        Input(grid_id, "cellClicked"),
+        prevent_initial_call=True,
+    )
+
+
+def register_callbacks(app: Dash, engine: Engine, live: Any) -> None:
+    """The detail dialog, opened from a row click relayed by open_detail_on_click."""
 
     @app.callback(
         Output(ids.DETAIL_MODAL, "is_open", allow_duplicate=True),
         Output(ids.DETAIL_BODY, "children", allow_duplicate=True),
-        Input(grid_id, "cellClicked"),
+        Input(ids.DETAIL_CLICK, "data"),
         prevent_initial_call=True,
     )
     def open_detail(clicked):

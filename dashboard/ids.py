@@ -16,6 +16,7 @@ TRENDS_CHARTS = "trends-charts"
 # -- the shell: every page --------------------------------------------------------------------
 URL = "url"
 PAGE = "page-content"
+PAGE_RENDERED = "page-rendered"  # the path+query the layout drew the page for
 NAV_INTERVAL = "nav-interval"
 MONITOR_LINE = "monitor-line"
 THEME_SWITCH = "theme-switch"
@@ -31,6 +32,7 @@ CRITICAL_MORE = "critical-more"
 CRITICAL_DISMISS = "critical-dismiss"
 DETAIL_MODAL = "detail-modal"
 DETAIL_BODY = "detail-body"
+DETAIL_CLICK = "detail-click"  # the row click that opens the detail dialog
 CLIENT_EFFECT = "client-effect"
 
 # -- Overview ------------------------------------------------------------------------------

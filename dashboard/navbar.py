@@ -159,6 +159,7 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView) -> None:
         ClientsideFunction("monitor", "setTheme"),
         Output(ids.THEME_STORE, "data"),
         Input(ids.THEME_SWITCH, "value"),
+        State(ids.THEME_STORE, "data"),
     )
     app.clientside_callback(
         ClientsideFunction("monitor", "askNotificationPermission"),

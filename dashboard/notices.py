@@ -128,7 +128,9 @@ def plan_notices(events: Sequence[Any], state: dict[str, Any], now: float) -> No
 
 
 # -- layout -------------------------------------------------------------------------------
-def layout() -> list[Any]:
+def layout(live: LiveView) -> list[Any]:
+    """The toasts and the critical dialog; the notices start from now (the newest sequence
+    number in the ring), so the page's first paint needs no request to set them up."""
     return [
         html.Div(id=ids.NOTIFICATIONS, className="toast-stack", children=[],
                  **{"aria-live": "polite"}),
@@ -140,7 +142,7 @@ def layout() -> list[Any]:
             dbc.ModalFooter(dbc.Button("Dismiss", id=ids.CRITICAL_DISMISS, color="danger")),
         ], id=ids.CRITICAL_DIALOG, is_open=False, backdrop="static", centered=True,
             scrollable=True, size="lg", className="critical-dialog"),
-        dcc.Store(id=ids.NOTICE_STATE, data={}),
+        dcc.Store(id=ids.NOTICE_STATE, data={"seq": live.ring.last_seq}),
         dcc.Store(id=ids.CRITICAL_SIGNAL, data=None),
     ]
 
@@ -181,6 +183,7 @@ def register_callbacks(app: Dash, live: LiveView) -> None:
         Input(ids.CRITICAL_DISMISS, "n_clicks"),
         State(ids.NOTICE_STATE, "data"),
         State(ids.CRITICAL_DIALOG, "is_open"),
+        prevent_initial_call=True,  # the layout set the starting point
     )
     def notify(_tick, _dismiss, state, dialog_open):
         state = dict(state or {})

@@ -39,7 +39,8 @@ class Wiring:
     stall: timedelta  # when the Jobs page shows a silent running run as stalled
 
 
-Layout = Callable[[Wiring, dict[str, str]], Any]
+# (wiring, the URL's parameters, whether the browser shows the dark theme) -> the layout.
+Layout = Callable[[Wiring, dict[str, str], bool], Any]
 
 
 @dataclass(frozen=True)
@@ -58,19 +59,19 @@ class Route:
 
 ROUTES = (
     Route("overview", "/", "Overview",
-          lambda w, p: overview.layout(w.engine, w.live, w.rollup)),
-    Route("errors", "/errors", "Errors", lambda w, p: errors.layout(p)),
+          lambda w, p, dark: overview.layout(w.engine, w.live, w.rollup)),
+    Route("errors", "/errors", "Errors", lambda w, p, dark: errors.layout(w.engine, p)),
     Route("detail", "/errors/", "Error",
-          lambda w, p: errors.detail_layout(w.engine, w.live, p["id"]), param="id",
+          lambda w, p, dark: errors.detail_layout(w.engine, w.live, p["id"]), param="id",
           in_nav=False),
-    Route("trends", "/trends", "Trends", lambda w, p: trends.layout()),
-    Route("groups", "/groups", "Groups", lambda w, p: groups.layout(w.engine, p)),
+    Route("trends", "/trends", "Trends", lambda w, p, dark: trends.layout(w.rollup, dark)),
+    Route("groups", "/groups", "Groups", lambda w, p, dark: groups.layout(w.engine, p)),
     Route("group", "/groups/", "Group",
-          lambda w, p: groups.group_layout(w.engine, p["fingerprint"]), param="fingerprint",
-          in_nav=False),
-    Route("alerts", "/alerts", "Alerts", lambda w, p: alerts.layout(w.engine, p)),
-    Route("jobs", "/jobs", "Jobs", lambda w, p: jobs.layout(w.engine, w.stall)),
-    Route("monitor", "/monitor", "Monitor", lambda w, p: monitor.layout(w.status)),
+          lambda w, p, dark: groups.group_layout(w.engine, p["fingerprint"], dark),
+          param="fingerprint", in_nav=False),
+    Route("alerts", "/alerts", "Alerts", lambda w, p, dark: alerts.layout(w.engine, p)),
+    Route("jobs", "/jobs", "Jobs", lambda w, p, dark: jobs.layout(w.engine, w.stall)),
+    Route("monitor", "/monitor", "Monitor", lambda w, p, dark: monitor.layout(w.status)),
 )
 BY_NAME = {route.name: route for route in ROUTES}
 # `/errors?id=...` is the detail too: links made before errors had paths of their own.
@@ -92,11 +93,12 @@ def resolve(pathname: str | None, search: str | None) -> tuple[str, dict[str, st
     return "missing", {"path": path}
 
 
-def render(wiring: Wiring, pathname: str | None, search: str | None) -> Any:
-    """The layout of the page at this URL, or a "page not found"."""
+def render(wiring: Wiring, pathname: str | None, search: str | None,
+           dark: bool = False) -> Any:
+    """The layout of the page at this URL, with its data, or a "page not found"."""
     name, params = resolve(pathname, search)
     if name in BY_NAME:
-        return BY_NAME[name].layout(wiring, params)
+        return BY_NAME[name].layout(wiring, params, dark)
     return html.Div([html.H4("Page not found"),
                      html.P(["Nothing lives at ", html.Code(params["path"]), "."]),
                      dcc.Link("Go to the overview", href="/")], className="py-4")

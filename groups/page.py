@@ -436,8 +436,9 @@ def _fact(label: str, value: Any) -> Any:
                      html.Div(value, className="fw-semibold")], className="group-fact")
 
 
-def group_layout(engine: Engine, fingerprint: str) -> Any:
-    """One group: header and triage, hourly chart, symbols, recent events, latest traceback."""
+def group_layout(engine: Engine, fingerprint: str, dark: bool = False) -> Any:
+    """One group: header and triage, hourly chart, symbols, recent events, latest traceback;
+    the chart drawn here, in the browser's theme, so nothing runs after the page arrives."""
     try:
         group = group_detail(engine, fingerprint, events=50)
     except SQLAlchemyError:
@@ -449,6 +450,7 @@ def group_layout(engine: Engine, fingerprint: str) -> Any:
                                         group.get("component"), group.get("operation")) if v)
     symbols = group.get("topSymbols") or []
     traceback = group.get("latestTraceback")
+    series = chart_series(group)
     return html.Div([
         dcc.Link("← All groups", href="/groups", className="d-inline-block mb-3"),
         html.H4(group["title"], className="text-break group-title"),
@@ -468,8 +470,9 @@ def group_layout(engine: Engine, fingerprint: str) -> Any:
             _fact("Symbols", f"{group.get('symbolCount') or 0:,}"),
         ], className="d-flex flex-wrap gap-4 mb-3"),
         html.H6("Events per hour"),
-        dcc.Graph(id=ids.GROUP_CHART, config=GRAPH_CONFIG, figure=hourly_figure(None, False)),
-        dcc.Store(id=ids.GROUP_SERIES, data=chart_series(group)),
+        dcc.Graph(id=ids.GROUP_CHART, config=GRAPH_CONFIG,
+                  figure=hourly_figure(series, dark)),
+        dcc.Store(id=ids.GROUP_SERIES, data=series),
         html.H6("Symbols affected", className="mt-3"),
         html.Div([
             html.Span(f"{s['symbol']} ({s['count']:,})", className="badge text-bg-light border "
@@ -572,6 +575,7 @@ def register_callbacks(app: Dash, engine: Engine) -> None:
         Output(ids.GROUP_CHART, "figure"),
         Input(ids.GROUP_SERIES, "data"),
         Input(ids.THEME_STORE, "data"),
+        prevent_initial_call=True,  # the layout drew it
     )
     def draw_chart(series, theme):
         return hourly_figure(series, theme == "dark")

@@ -131,12 +131,16 @@ def detail_layout(engine: Engine, live: LiveView, error_id: str) -> Any:
     ], className="detail-page")
 
 
-def layout(query: dict[str, str]) -> Any:
-    """The search page; `query` holds the URL's `q` and `range`, if any."""
+def layout(engine: Engine, query: dict[str, str]) -> Any:
+    """The search page, with the first page of its results; `query` holds the URL's `q`
+    and `range`, if any."""
     text = query.get("q", "")
     chosen = query.get("range", DEFAULT_RANGE)
     if chosen not in (*RANGE_CHOICES, "all"):
         chosen = DEFAULT_RANGE
+    # The first search runs here, so the results come with the page rather than one request
+    # after it; the search callback runs only when the user changes something.
+    view = search_step(engine, text, chosen, None, "search", None)
     help_text = html.Div([
         "Free text searches message and type. Add ",
         html.Code("severity:"), " ", html.Code("category:"), " ", html.Code("symbol:"), " ",
@@ -155,16 +159,17 @@ def layout(query: dict[str, str]) -> Any:
                                           ids.SEARCH_TO, chosen, RANGE_CHOICES,
                                           with_all=True),
                              className="d-flex flex-wrap gap-2"), lg=True),
-            dbc.Col(html.A("Export CSV", id=ids.EXPORT_LINK, href="/api/errors/export.csv",
+            dbc.Col(html.A("Export CSV", id=ids.EXPORT_LINK, href=view.export_href,
                            className="btn btn-outline-secondary", download="",
                            title="Every error of this search, as CSV (up to 1,000,000)"),
                     width="auto"),
         ], className="g-2 mb-2 align-items-start"),
         help_text,
-        dbc.Alert(id=ids.SEARCH_PROBLEM, color="warning", is_open=False, className="py-2"),
-        html.Div(id=ids.SEARCH_SUMMARY, className="small mb-2", role="status"),
+        dbc.Alert(view.problem or "", id=ids.SEARCH_PROBLEM, color="warning",
+                  is_open=view.problem is not None, className="py-2"),
+        html.Div(view.summary, id=ids.SEARCH_SUMMARY, className="small mb-2", role="status"),
         html.Div(dag.AgGrid(
-            id=ids.SEARCH_RESULTS, columnDefs=grid_columns(with_type=True), rowData=[],
+            id=ids.SEARCH_RESULTS, columnDefs=grid_columns(with_type=True), rowData=view.rows,
             getRowId="params.data.id", dashGridOptions=GRID_OPTIONS,
             defaultColDef={"resizable": True, "sortable": False},
             style={"height": "100%"},
@@ -173,11 +178,11 @@ def layout(query: dict[str, str]) -> Any:
             dbc.Button("⇤ Newest", id=ids.PAGER_NEWEST, color="secondary", outline=True,
                        size="sm"),
             dbc.Button("← Newer", id=ids.PAGER_NEWER, color="secondary", outline=True,
-                       size="sm", disabled=True),
+                       size="sm", disabled=view.newer_disabled),
             dbc.Button("Older →", id=ids.PAGER_OLDER, color="secondary", outline=True,
-                       size="sm", disabled=True),
+                       size="sm", disabled=view.older_disabled),
         ], className="d-flex gap-2 mt-2 justify-content-end"),
-        dcc.Store(id=ids.SEARCH_STATE, data={}),
+        dcc.Store(id=ids.SEARCH_STATE, data=view.state),
         dcc.Store(id=ids.SEARCH_CUSTOM_UTC, data={}),
     ])
 
@@ -205,6 +210,7 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView) -> None:
         Input(ids.PAGER_OLDER, "n_clicks"),
         State(ids.ERROR_SEARCH, "value"),
         State(ids.SEARCH_STATE, "data"),
+        prevent_initial_call=True,  # the layout ran the first search
     )
     def search(_b, _s, range_value, custom, _n1, _n2, _n3, text, state):
         fired = {p.split(".")[0] for p in ctx.triggered_prop_ids}
@@ -219,4 +225,4 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView) -> None:
     range_picker_callbacks(app, ids.SEARCH_RANGE, ids.SEARCH_CUSTOM, ids.SEARCH_FROM,
                            ids.SEARCH_TO, ids.SEARCH_CUSTOM_UTC)
 
-    open_detail_on_click(app, engine, live, ids.SEARCH_RESULTS)
+    open_detail_on_click(app, ids.SEARCH_RESULTS)

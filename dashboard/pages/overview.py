@@ -77,6 +77,19 @@ class FeedUpdate:
                 or self.cursor is not None)
 
 
+def _with_filter(cursor: dict[str, Any], categories: Sequence[str] | None,
+                 severities: Sequence[str] | None) -> dict[str, Any]:
+    """The cursor, remembering the filter its list was built for (none: no key)."""
+    if categories or severities:
+        cursor["filter"] = [sorted(categories or ()), sorted(severities or ())]
+    return cursor
+
+
+def _same_filter(cursor: dict[str, Any], categories: Sequence[str] | None,
+                 severities: Sequence[str] | None) -> bool:
+    return cursor.get("filter") == _with_filter({}, categories, severities).get("filter")
+
+
 def _keeps(categories: Sequence[str] | None,
            severities: Sequence[str] | None) -> Callable[[Any], bool]:
     cats = set(categories or ())
@@ -107,13 +120,21 @@ def full_list(ring: Any, categories: Sequence[str] | None, severities: Sequence[
         rows.extend(r for r in older if r["id"] not in seen)
         rows = rows[:LIVE_ROWS]
     seq = entries[-1].seq if entries else ring.last_seq
-    return FeedUpdate(row_data=rows, cursor={"seq": seq, "shown": len(rows)})
+    return FeedUpdate(row_data=rows, cursor=_with_filter({"seq": seq, "shown": len(rows)},
+                                                         categories, severities))
 
 
 def next_rows(ring: Any, cursor: dict[str, Any] | None, categories: Sequence[str] | None,
               severities: Sequence[str] | None, top_up: TopUp | None = None) -> FeedUpdate:
-    """What a tick sends: nothing, a transaction adding the newer rows on top, or a reload."""
+    """What a tick sends: nothing, a transaction adding the newer rows on top, or a reload.
+
+    The cursor says which filter the shown list was built for: when it is not the current
+    one, the list is reloaded whatever triggered the call. (The browser drops a request in
+    flight when the same callback fires again, so a tick can carry the filter change whose
+    own request was dropped, with only the interval listed as the trigger.)"""
     if not cursor or cursor.get("seq") is None:
+        return full_list(ring, categories, severities, top_up)
+    if not _same_filter(cursor, categories, severities):
         return full_list(ring, categories, severities, top_up)
     seq = int(cursor["seq"])
     if seq > ring.last_seq:  # the monitor restarted: its sequence began again
@@ -125,7 +146,8 @@ def next_rows(ring: Any, cursor: dict[str, Any] | None, categories: Sequence[str
         return full_list(ring, categories, severities, top_up)
     keep = _keeps(categories, severities)
     rows = [live_row(e.event) for e in reversed(entries) if keep(e.event)]
-    new_cursor = {"seq": entries[-1].seq, "shown": int(cursor.get("shown", 0))}
+    new_cursor = _with_filter({"seq": entries[-1].seq, "shown": int(cursor.get("shown", 0))},
+                              categories, severities)
     if not rows:
         return FeedUpdate(cursor=new_cursor)
     if len(rows) > LIVE_ROWS or new_cursor["shown"] + len(rows) > MAX_SHOWN:
@@ -224,18 +246,24 @@ def layout(engine: Engine, live: LiveView, rollup: HourlyRollup) -> Any:
             defaultColDef={"resizable": True, "sortable": False},
             style={"height": "100%"},
         ), className="grid-box", id=ids.OVERVIEW_EVENTS_BOX),
-        # The groups list: filled only while it is shown (see switch_list).
-        html.Div(dag.AgGrid(
-            id=ids.OVERVIEW_GROUPS, columnDefs=group_columns(compact=True), rowData=[],
-            getRowId="params.data.id", dashGridOptions=group_grid_options(selectable=False),
-            defaultColDef={"resizable": True, "sortable": False}, style={"height": "100%"},
-        ), className="grid-box d-none", id=ids.OVERVIEW_GROUPS_BOX),
-        dcc.Store(id=ids.OVERVIEW_GROUPS_TICK),
+        # The groups list: made, with its rows, when it is first asked for (see switch_list);
+        # a second grid on every first paint would cost the browser as much as the first.
+        html.Div(className="grid-box d-none", id=ids.OVERVIEW_GROUPS_BOX),
+        # Not None: a Store holding None sets its data as it mounts, running groups_feed.
+        dcc.Store(id=ids.OVERVIEW_GROUPS_TICK, data={}),
         dcc.Store(id=ids.OVERVIEW_GROUPS_DIGEST),
         dcc.Store(id=ids.LIVE_CURSOR, data=first.cursor),
         interval(ids.LIVE_INTERVAL, LIVE_TICK_MS),
         interval(ids.STATS_INTERVAL, STATS_TICK_MS),
     ])
+
+
+def groups_grid(rows: list[dict[str, Any]]) -> dag.AgGrid:
+    """The Overview's groups list, arriving with its rows."""
+    return dag.AgGrid(
+        id=ids.OVERVIEW_GROUPS, columnDefs=group_columns(compact=True), rowData=rows,
+        getRowId="params.data.id", dashGridOptions=group_grid_options(selectable=False),
+        defaultColDef={"resizable": True, "sortable": False}, style={"height": "100%"})
 
 
 # -- callbacks ----------------------------------------------------------------------------
@@ -287,7 +315,7 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView,
             else [no_update] * len(_STATS)
         return *values, *links
 
-    open_detail_on_click(app, engine, live, ids.ERROR_LIST)
+    open_detail_on_click(app, ids.ERROR_LIST)
 
     # -- the groups list (the events/groups switch) --------------------------------------
     @app.callback(
@@ -296,16 +324,22 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView,
         Output(ids.OVERVIEW_CATEGORY_COL, "className"),
         Output(ids.OVERVIEW_SEVERITY_COL, "className"),
         Output(ids.LIVE_NOTE, "children"),
-        Output(ids.OVERVIEW_GROUPS_TICK, "data", allow_duplicate=True),
+        Output(ids.OVERVIEW_GROUPS_BOX, "children"),
+        Output(ids.OVERVIEW_GROUPS_DIGEST, "data", allow_duplicate=True),
         Input(ids.OVERVIEW_LIST_MODE, "value"),
+        State(ids.STATS_WINDOW, "value"),
         prevent_initial_call=True,
     )
-    def switch_list(mode):
+    def switch_list(mode, window):
         # The events grid keeps its feed while hidden, so switching back shows it current.
-        if mode == "groups":
-            return ("grid-box d-none", "grid-box", "d-none", "d-none", GROUPS_NOTE,
-                    {"switched": datetime.now(UTC).timestamp()})
-        return "grid-box", "grid-box d-none", "", "", EVENTS_NOTE, no_update
+        if mode != "groups":
+            return "grid-box", "grid-box d-none", "", "", EVENTS_NOTE, no_update, no_update
+        try:
+            rows = overview_rows(engine, window if window in STAT_WINDOWS else DEFAULT_WINDOW)
+        except SQLAlchemyError:
+            rows = []
+        return ("grid-box d-none", "grid-box", "d-none", "d-none", GROUPS_NOTE,
+                groups_grid(rows), digest(rows))
 
     # The groups list follows the counts' tick, relayed in the browser only while it is
     # shown: in events mode the Overview makes no request more than it did before.
@@ -314,7 +348,7 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView,
             if (mode !== "groups") { return window.dash_clientside.no_update; }
             return {tick: tick, window: stats};
         }""",
-        Output(ids.OVERVIEW_GROUPS_TICK, "data", allow_duplicate=True),
+        Output(ids.OVERVIEW_GROUPS_TICK, "data"),
         Input(ids.STATS_INTERVAL, "n_intervals"),
         Input(ids.STATS_WINDOW, "value"),
         State(ids.OVERVIEW_LIST_MODE, "value"),

@@ -152,7 +152,9 @@ def trends_view(rollup: HourlyRollup, range_value: str | None, bucket: str | Non
     return charts(trend, dark), summary
 
 
-def layout() -> Any:
+def layout(rollup: HourlyRollup, dark: bool = False) -> Any:
+    """The page with the default range's charts drawn: no request after it to fill them."""
+    drawn, summary = trends_view(rollup, DEFAULT_RANGE, "auto", None, dark)
     bucket = dbc.Select(id=ids.TRENDS_BUCKET, value="auto", className="range-select",
                         options=[{"label": "Auto buckets", "value": "auto"},
                                  {"label": "By minute", "value": "minute"},
@@ -165,9 +167,9 @@ def layout() -> Any:
             bucket,
             dbc.Button("Refresh", id=ids.TRENDS_REFRESH, color="secondary", outline=True),
         ], className="d-flex flex-wrap gap-2 mb-2"),
-        html.Div(id=ids.TRENDS_SUMMARY, className="small text-body-secondary mb-2",
+        html.Div(summary, id=ids.TRENDS_SUMMARY, className="small text-body-secondary mb-2",
                  role="status"),
-        dcc.Loading(html.Div(id=ids.TRENDS_CHARTS), type="default", delay_show=300),
+        dcc.Loading(html.Div(drawn, id=ids.TRENDS_CHARTS), type="default", delay_show=300),
         dcc.Store(id=ids.TRENDS_CUSTOM_UTC, data={}),
         dcc.Interval(id=ids.TRENDS_INTERVAL, interval=REFRESH_MS),
     ])
@@ -183,6 +185,7 @@ def register_callbacks(app: Dash, rollup: HourlyRollup) -> None:
         Input(ids.TRENDS_REFRESH, "n_clicks"),
         Input(ids.TRENDS_INTERVAL, "n_intervals"),
         Input(ids.THEME_STORE, "data"),
+        prevent_initial_call=True,  # the layout drew the default range
     )
     def draw(range_value, bucket, custom, _refresh, _tick, theme):
         return trends_view(rollup, range_value, bucket,
