@@ -28,7 +28,7 @@ from queries.schema import alert_feed, alert_outbox, alerts
 from tests import test_deploy
 from tests.conftest import REDIS_URL, wait_for
 from tests.redis_server import free_port
-from tests.test_deploy import AUTH, _gunicorn, _http, _probe, _stream_ingests
+from tests.test_deploy import AUTH, _all_reporting, _gunicorn, _http, _probe, _stream_ingests
 from tests.test_webhook import Receiver
 
 # tests/test_deploy.py's fixtures, by name: its environment and its process keeper.
@@ -80,11 +80,7 @@ def _start_three(processes, env, tmp_path, pg_url) -> tuple[list, LiveFeedFollow
     ingests = _stream_ingests(processes, env, tmp_path, 3)
     follower = LiveFeedFollower(REDIS_URL, env["ERROR_CHANNEL"], 100)
     follower.start()
-    wait_for(lambda: len(follower.status().get("ingestProcesses") or []) == 3
-             or any(p.poll() is not None for p in ingests), timeout=60,
-             message="three ingest processes reporting")
-    for process in ingests:
-        assert process.poll() is None, processes.log(process)
+    _all_reporting(processes, follower, ingests)
     wait_for(lambda: _leader(pg_url), timeout=15, message="an alert leader")
     return ingests, follower
 

@@ -389,6 +389,15 @@ def _stream_ingests(processes, env, tmp_path, count: int, **extra: str) -> list:
             for n in range(1, count + 1)]
 
 
+def _all_reporting(processes, follower: LiveFeedFollower, ingests: list) -> None:
+    """Every ingest of `ingests` heard from through the live feed, none of them exited."""
+    wait_for(lambda: len(follower.status().get("ingestProcesses") or []) == len(ingests)
+             or any(p.poll() is not None for p in ingests), timeout=60,
+             message=f"{len(ingests)} ingest processes reporting")
+    for process in ingests:
+        assert process.poll() is None, processes.log(process)
+
+
 def test_three_ingest_processes_started_at_once_on_a_fresh_database_all_come_up(
         deploy_env, processes, pg_url, tmp_path):
     _empty_database(pg_url)
@@ -398,11 +407,7 @@ def test_three_ingest_processes_started_at_once_on_a_fresh_database_all_come_up(
     follower = LiveFeedFollower(REDIS_URL, env["ERROR_CHANNEL"], 100)
     try:
         follower.start()
-        wait_for(lambda: len(follower.status().get("ingestProcesses") or []) == 3
-                 or any(p.poll() is not None for p in ingests), timeout=60,
-                 message="three ingest processes reporting")
-        for process in ingests:
-            assert process.poll() is None, processes.log(process)
+        _all_reporting(processes, follower, ingests)
         assert _stored(pg_url) == (0, 0)  # the schema is there, whole, and empty
     finally:
         follower.stop()

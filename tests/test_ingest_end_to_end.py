@@ -16,6 +16,16 @@ def _count(engine, table) -> int:
         return conn.execute(select(func.count()).select_from(table)).scalar_one()
 
 
+def _fifty_stored_one_rejected(engine, ingest) -> None:
+    """50 distinct errors, one copy and one malformed message: each where it belongs."""
+    assert _count(engine, error_logs) == 50
+    assert _count(engine, rejected_messages) == 1
+    counters = ingest.counters()
+    assert counters["received"] == 52
+    assert counters["rejected"] == 1
+    assert len(ingest.ring.since(0)) == 50
+
+
 def test_published_errors_are_stored_and_malformed_ones_dead_lettered(
         engine, db_url, make_settings, redis_client, channel):
     ingest = IngestService(make_settings(database_url=db_url), engine)
@@ -30,12 +40,7 @@ def test_published_errors_are_stored_and_malformed_ones_dead_lettered(
                  and ingest.counters()["duplicate"] == 1, message="50 stored, 1 duplicate")
     finally:
         ingest.stop()
-    assert _count(engine, error_logs) == 50
-    assert _count(engine, rejected_messages) == 1
-    counters = ingest.counters()
-    assert counters["received"] == 52
-    assert counters["rejected"] == 1
-    assert len(ingest.ring.since(0)) == 50
+    _fifty_stored_one_rejected(engine, ingest)
 
 
 def test_a_second_pubsub_ingest_on_the_same_channel_is_refused(
@@ -87,9 +92,4 @@ def test_on_a_redis_cluster_spublished_errors_reach_the_store_and_the_ring(
     finally:
         ingest.stop()
         cluster.close()
-    assert _count(engine, error_logs) == 50
-    assert _count(engine, rejected_messages) == 1
-    counters = ingest.counters()
-    assert counters["received"] == 52
-    assert counters["rejected"] == 1
-    assert len(ingest.ring.since(0)) == 50
+    _fifty_stored_one_rejected(engine, ingest)
