@@ -223,8 +223,8 @@ def test_the_leader_killed_while_alerts_fire_the_next_leader_neither_repeats_nor
                           if a.summary.find("feed A down") >= 0] == [2], timeout=10,
                  message="A counted on by the new leader")
         time.sleep(3)
-        # The counted rules only: the frozen consumer's entry also trips the stream's own
-        # accounting (`stream_lost`, ingest/stream_source.py), which is not this test's.
+        # The counted rules only: the test's own XREADGROUP for the frozen consumer bypasses
+        # the stream's delivered count, so `stream_lost` trips too; not this test's subject.
         kinds = Counter((b["rule"], b["sample"]["type"] if b["rule"] == "critical_error"
                          else "all") for b in receiver.bodies if b["rule"] in EVENT_RULES)
         assert all(n == 1 for n in kinds.values()), kinds  # none twice
@@ -236,6 +236,42 @@ def test_the_leader_killed_while_alerts_fire_the_next_leader_neither_repeats_nor
                                            if b["kind"] == "firing").values())
         print(f"hand-over: {landed} criticals meanwhile, all notified {handover:.2f} s "
               "after the kill")
+    finally:
+        follower.stop()
+        for process in ingests:
+            if process is not leader:
+                assert processes.stop(process) == 0
+
+
+def test_reminder_and_resolve_are_sent_once_by_the_leader_after_a_hand_over(
+        stream_env, processes, redis_client, pg_url, tmp_path, receiver):
+    env = {**stream_env, "ALERT_REPEAT_MINUTES": "1", "ALERT_RESOLVE_MINUTES": "1"}
+    ingests, follower = _start_three(processes, env, tmp_path, pg_url)
+    old = _leader(pg_url)
+    leader = ingests[int(old.rsplit("-", 1)[1]) - 1]
+    try:
+        _add(redis_client, env["ERROR_STREAM"], error_id="r-0", severity="critical",
+             category="network", error_type="FeedDown", message="feed down")
+        wait_for(lambda: _notices(receiver, "critical_error"), timeout=10,
+                 message="the critical notified")
+        # The leader that sent it dies; the next one owes the reminder and the resolve.
+        os.kill(leader.pid, signal.SIGKILL)
+        leader.wait(10)
+        wait_for(lambda: _leader(pg_url) not in (None, old), timeout=15,
+                 message="a new leader")
+        wait_for(lambda: _notices(receiver, "critical_error", "reminder"), timeout=90,
+                 message="the reminder a minute after the firing")
+        wait_for(lambda: _notices(receiver, "critical_error", "resolved"), timeout=200,
+                 interval=0.5, message="the resolve once the window stayed empty")
+        time.sleep(3)
+        (alert,) = _alerts(pg_url, "critical_error")
+        assert alert.state == "resolved"
+        kinds = Counter(b["kind"] for b in receiver.bodies if b["rule"] == "critical_error")
+        assert kinds["firing"] == 1 and kinds["resolved"] == 1, kinds
+        assert kinds["reminder"] >= 1, kinds
+        # Every notice the alert records was delivered once, under a key of its own.
+        assert sum(kinds.values()) == alert.notices, (kinds, alert.notices)
+        assert len(set(receiver.delivered_keys)) == len(receiver.delivered_keys)
     finally:
         follower.stop()
         for process in ingests:
