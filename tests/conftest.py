@@ -213,6 +213,21 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0,
         time.sleep(interval)
 
 
+def click_settled(dash_duo: Any, selector: str, timeout: float = 8.0) -> None:
+    """Click `selector`, again if a refresh redrew the element between finding and clicking
+    it (a grid's tick redraws its cells; a person's click lands on what is there)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def attempt() -> bool:
+        try:
+            dash_duo.find_element(selector).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    wait_for(attempt, timeout=timeout, message=f"a click on {selector}")
+
+
 @pytest.fixture
 def receiver() -> Iterator[Any]:
     """A real local webhook receiver (tests/test_webhook.py), closed when the test ends."""

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from sqlalchemy import text
 
@@ -26,7 +26,7 @@ from alerts.rules import AlertEngine, AlertRules
 from alerts.store import add_silence, list_silences, save_alerts
 from dashboard import ids, navbar
 from queries.engine import make_engine
-from tests.conftest import wait_for
+from tests.conftest import click_settled, wait_for
 from tests.factories import event, payload
 from tests.test_security import callback_payload
 
@@ -248,18 +248,6 @@ def test_the_badge_hides_when_the_table_or_the_database_is_missing(engine) -> No
 
 
 # -- in the browser -----------------------------------------------------------------------
-def _click(dash_duo, selector: str) -> None:
-    """Click, again if a refresh redrew the element between finding and clicking it."""
-    def attempt() -> bool:
-        try:
-            dash_duo.find_element(selector).click()
-        except StaleElementReferenceException:
-            return False
-        return True
-
-    wait_for(attempt, timeout=8, message=f"a click on {selector}")
-
-
 @pytest.fixture
 def monitor(start_monitor, pg_url, pg_engine):
     # pg_engine gives this test empty tables on the run's PostgreSQL database.
@@ -300,7 +288,7 @@ def test_al001_silence_a_firing_alert_from_the_page(dash_duo, monitor, redis_cli
 
     wait_for(dismissed, timeout=10, interval=0.2, message="the critical dialog to close")
 
-    _click(dash_duo, f"#{ids.ALERTS_FIRING} button")  # "Silence this"
+    click_settled(dash_duo, f"#{ids.ALERTS_FIRING} button")  # "Silence this"
     (firing,) = monitor.ingest.alerts.firing()
     wait_for(lambda: dash_duo.find_element(f"#{ids.SILENCE_KEY}").get_attribute("value")
              == firing.key, message="the form to be filled from the alert")
@@ -317,7 +305,7 @@ def test_al001_silence_a_firing_alert_from_the_page(dash_duo, monitor, redis_cli
     dash_duo.wait_for_contains_text(f"#{ids.ALERTS_FIRING}", f"vendor outage {tag}",
                                     timeout=8)
 
-    _click(dash_duo, f"#{ids.SILENCE_LIST} button")  # "End"
+    click_settled(dash_duo, f"#{ids.SILENCE_LIST} button")  # "End"
     dash_duo.wait_for_contains_text(f"#{ids.SILENCE_LIST}", "No active silences", timeout=8)
     dash_duo.wait_for_contains_text(f"#{ids.SILENCE_FEEDBACK}", "Silence ended", timeout=8)
     dash_duo.wait_for_contains_text(f"#{ids.ALERTS_FIRING}", "notified", timeout=15)

@@ -22,7 +22,7 @@ from groups.fingerprint import fingerprint
 from groups.hook import GroupsHook
 from groups.reads import group_detail, list_groups
 from queries.store import ErrorStore
-from tests.conftest import wait_for
+from tests.conftest import click_settled, wait_for
 from tests.dash_tree import component_nodes
 from tests.factories import event, payload
 
@@ -423,9 +423,8 @@ def test_ov010_overview_switches_between_events_and_groups(dash_duo, live_monito
     dash_duo.driver.find_element(By.XPATH, f"//*[@id='{ids.OVERVIEW_LIST_MODE}']"
                                            "//label[normalize-space()='Groups']").click()
     dash_duo.wait_for_element(f"#{ids.OVERVIEW_GROUPS} .ag-row[row-id='{loader}']", timeout=10)
-    dash_duo.driver.find_element(
-        By.CSS_SELECTOR, f"#{ids.OVERVIEW_GROUPS} .ag-row[row-id='{loader}'] "
-                         ".ag-cell[col-id='title']").click()
+    click_settled(dash_duo, f"#{ids.OVERVIEW_GROUPS} .ag-row[row-id='{loader}'] "
+                            ".ag-cell[col-id='title']")
     dash_duo.wait_for_contains_text(f"#{ids.GROUP_PAGE}", "LoaderError: failed for AAPL",
                                     timeout=10)
     assert dash_duo.get_logs() == [], "the browser console reported errors"
