@@ -43,23 +43,8 @@ class Monitor:
     dash_app: dash.Dash
     follower: LiveFeedFollower | None = None  # the web-only side's copy of the live feed
     retention: RetentionJob | None = None  # with the ingest: the daily retention run
-    rollup: HourlyRollup | None = None  # hourly counts behind the Overview and Trends
+    rollup: HourlyRollup | None = None  # the count reads behind the Overview and Trends
     jobs: JobsService | None = None  # with the ingest: runs, jobs and listener checks
-
-    def warm_rollup(self) -> None:
-        """Fill the last 30 days of hourly counts in the background, so the first Overview
-        and Trends loads do not pay for it (a big store takes seconds)."""
-        rollup = self.rollup
-        if rollup is None:
-            return
-
-        def warm() -> None:
-            try:
-                rollup.warm(30)
-            except Exception:  # a cold rollup only costs the first page load
-                log.warning("could not pre-compute the hourly counts", exc_info=True)
-
-        threading.Thread(target=warm, name="rollup-warm", daemon=True).start()
 
     def start(self) -> None:
         if self.ingest is not None:
@@ -70,7 +55,6 @@ class Monitor:
             self.follower.start()
         if self.retention is not None:
             self.retention.start()
-        self.warm_rollup()
 
     def stop(self) -> None:
         """Stop reading and flush everything received to the store."""

@@ -346,11 +346,6 @@ def bench_trends(engine: Any, report: Report) -> None:
         report.add(f"trends {hours} h, warm ({trend.bucket} buckets)", median, TARGETS["query"],
                    f"max {worst:.0f} ms, {trend.total:,} errors")
         report.add(f"trends {hours} h, cold", cold, None)
-    rollup = HourlyRollup(engine)
-    began = time.perf_counter()
-    rollup.warm(days=30)
-    report.add("rollup.warm(days=30) (a start-up warm-up)", (time.perf_counter() - began) * 1000,
-               None)
 
 
 # -- the browser ------------------------------------------------------------------------------

@@ -111,9 +111,8 @@ def create_dash_app(engine: Engine, live: LiveView, rollup: HourlyRollup | None 
                     run_stall_seconds: float = 600) -> dash.Dash:
     """A Dash app serving the pages and `/api/...`; it starts no thread and opens nothing.
 
-    `rollup` (the hourly counts behind the Overview's counts and the Trends page) may be
-    handed in so that the caller can warm it (`rollup.warm()`) in its own thread at start-up;
-    by default the app makes its own, which fills on first use. `status` is the monitor's
+    `rollup` (the count reads behind the Overview's cards and the Trends page, from the
+    count tables) may be handed in; by default the app makes its own. `status` is the monitor's
     status as `/api/monitor/status` serves it (secrets masked), for the Monitor page; by
     default `live.status`. `run_stall_seconds` (RUN_STALL_SECONDS) is when the Jobs page
     shows a silent running run as stalled.

@@ -91,12 +91,6 @@ class HourlyRollup:
         self.engine = engine
         self.clock = clock
 
-    def warm(self, days: int = 30) -> None:
-        """Nothing to warm: the counts are in the database (kept for app.py's start-up)."""
-
-    def expire(self, start: datetime, end: datetime) -> None:
-        """Nothing is cached, so nothing goes stale (kept for the Trends page's Refresh)."""
-
     def severity_counts(self, start: datetime, end: datetime | None = None) -> dict[str, int]:
         """Counts of the shown severities over [start, end) (end: now), and `total`."""
         now = self.clock()
@@ -202,11 +196,10 @@ def _top(tally: list[tuple[str, int]], n: int = TOP_N) -> pd.DataFrame:
 
 
 def build_trend(rollup: HourlyRollup, start: datetime, end: datetime,
-                bucket: str | None = None, refresh: bool = False) -> Trend:
+                bucket: str | None = None) -> Trend:
     """The Trends page's data over [start, end): counts per bucket, and the top names.
 
-    Exact at every call (the count tables are kept in the writers' transactions), so
-    `refresh` has nothing left to do; it is kept for the page's button."""
+    Exact at every call (the count tables are kept in the writers' transactions)."""
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     if start >= end:
         raise ValueError("the start of the range must be before its end")

@@ -155,4 +155,3 @@ def test_back_dated_rows_show_without_a_refresh(engine) -> None:
     _store(engine, [event(error_id=f"back{i}", timestamp=NOW - timedelta(hours=5, minutes=i))
                     for i in range(3)])
     assert build_trend(rollup, NOW - timedelta(hours=24), NOW).total == 3
-    assert build_trend(rollup, NOW - timedelta(hours=24), NOW, refresh=True).total == 3

@@ -15,7 +15,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 import pandas as pd
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, ctx, dcc, html
+from dash import Dash, Input, Output, dcc, html
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard import ids
@@ -126,7 +126,7 @@ def charts(trend: Trend, dark: bool) -> Any:
 
 
 def trends_view(rollup: HourlyRollup, range_value: str | None, bucket: str | None,
-                custom: dict[str, Any] | None, dark: bool, refresh: bool = False,
+                custom: dict[str, Any] | None, dark: bool,
                 now: datetime | None = None) -> tuple[Any, str]:
     """(charts or an empty state, the summary line) for the chosen range and bucket."""
     now = now or datetime.now(UTC)
@@ -141,7 +141,7 @@ def trends_view(rollup: HourlyRollup, range_value: str | None, bucket: str | Non
                 "")
     began = time.perf_counter()
     try:
-        trend = build_trend(rollup, start, end, bucket, refresh=refresh)
+        trend = build_trend(rollup, start, end, bucket)
     except SQLAlchemyError:
         return dbc.Alert("The error store cannot be read right now.", color="warning"), ""
     seconds = time.perf_counter() - began
@@ -189,8 +189,7 @@ def register_callbacks(app: Dash, rollup: HourlyRollup) -> None:
     )
     def draw(range_value, bucket, custom, _refresh, _tick, theme):
         return trends_view(rollup, range_value, bucket,
-                           custom if range_value == "custom" else None, theme == "dark",
-                           refresh=f"{ids.TRENDS_REFRESH}.n_clicks" in ctx.triggered_prop_ids)
+                           custom if range_value == "custom" else None, theme == "dark")
 
     range_picker_callbacks(app, ids.TRENDS_RANGE, ids.TRENDS_CUSTOM, ids.TRENDS_FROM,
                            ids.TRENDS_TO, ids.TRENDS_CUSTOM_UTC)
