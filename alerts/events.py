@@ -63,8 +63,8 @@ def decode(raw: bytes) -> ErrorEvent | list[str]:
 
 def entry_time(entry_id: bytes | str) -> datetime:
     """When Redis added an entry: the milliseconds of its id."""
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return datetime.fromtimestamp(int(text.split("-", 1)[0]) / 1000, UTC)
+    return datetime.fromtimestamp(
+        int(redis_client.text(entry_id).split("-", 1)[0]) / 1000, UTC)
 
 
 class EventForwarder:

@@ -35,6 +35,7 @@ from redis.exceptions import RedisClusterException
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from alerts.catalog import EVENT_RULES
 from alerts.events import EventForwarder, decode, entry_time
 from alerts.keeper import AlertKeeper, alert_from_row
 from alerts.leader import Leadership
@@ -47,10 +48,6 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 READ_COUNT = 1000
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class SharedAlerts(threading.Thread):
@@ -80,9 +77,7 @@ class SharedAlerts(threading.Thread):
         self.takeovers = 0
         self.last_error: str | None = None
         self._seen: OrderedDict[str, float] = OrderedDict()
-        self._span = max(engine.rules.window(r) for r in (
-            "critical_error", "error_rate", "category_burst", "symbol_pattern_failures",
-            "database_error")).total_seconds()
+        self._span = max(engine.rules.window(r) for r in EVENT_RULES).total_seconds()
         self._stop_event = threading.Event()
         self._client: redis_client.Client | None = None
         engine.active = False  # until the lock is ours
@@ -187,7 +182,7 @@ class SharedAlerts(threading.Thread):
                     past.append((entry_time(entry_id), found))
             if len(entries) < READ_COUNT:
                 break
-            start = "(" + _text(entries[-1][0])
+            start = "(" + redis_client.text(entries[-1][0])
         self.engine.count_past(past)
 
     def _evaluate_next(self) -> None:
@@ -209,7 +204,7 @@ class SharedAlerts(threading.Thread):
                 regressed.extend(found)
             elif self._first_time(found, entry_id):
                 events.append(found)
-        last_id = _text(entries[-1][0])
+        last_id = redis_client.text(entries[-1][0])
         with self.keeper.save_lock:
             if events:
                 self.engine.observe(events)

@@ -72,12 +72,8 @@ def _fields(flat: list) -> dict[bytes, bytes]:
 _READ_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _by_name(reply: dict) -> dict[str, object]:
-    return {_text(name): value for name, value in reply.items()}
+    return {redis_client.text(name): value for name, value in reply.items()}
 
 
 def default_consumer(spool_dir: str) -> str:
@@ -293,7 +289,7 @@ class StreamSubscriber(threading.Thread):
             if cursor in (b"0-0", "0-0"):
                 break
         for consumer in client.xinfo_consumers(self.stream, self.group):
-            name = _text(consumer["name"])
+            name = redis_client.text(consumer["name"])
             if name != self.consumer and consumer["pending"] == 0 and \
                     consumer["idle"] > self.claim_idle_ms:
                 self.consumers_removed += client.xgroup_delconsumer(
@@ -310,8 +306,8 @@ class StreamSubscriber(threading.Thread):
         info, groups, delivered = pipe.execute()
         # A cluster's MULTI pipeline hands back the raw replies, names as bytes.
         info, groups = _by_name(info), [_by_name(g) for g in groups]
-        group = next((g for g in groups if _text(g["name"]) == self.group), None)
-        if group is None or _text(group["last-delivered-id"]) != _text(
+        group = next((g for g in groups if redis_client.text(g["name"]) == self.group), None)
+        if group is None or redis_client.text(group["last-delivered-id"]) != redis_client.text(
                 info["last-generated-id"]):
             return
         lost = max(0, int(info["entries-added"]) - int(delivered or 0))

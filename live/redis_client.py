@@ -150,11 +150,11 @@ def subscriber_counts(client: Client, channels: Sequence[str]) -> dict[str, int]
     """How many listen on each channel: PUBSUB NUMSUB, or in a cluster PUBSUB SHARDNUMSUB
     asked of the node that owns the channel (a shard channel's subscribers are there)."""
     if not is_cluster(client):
-        return {_text(c): int(n) for c, n in client.pubsub_numsub(*channels)}
+        return {text(c): int(n) for c, n in client.pubsub_numsub(*channels)}
     counts: dict[str, int] = {}
     for channel in channels:
         node = client.get_redis_connection(client.get_node_from_key(channel))
-        counts.update({_text(c): int(n) for c, n in node.pubsub_shardnumsub(channel)})
+        counts.update({text(c): int(n) for c, n in node.pubsub_shardnumsub(channel)})
     return counts
 
 
@@ -169,13 +169,14 @@ def get_message(pubsub: redis.client.PubSub, timeout: float) -> dict[str, Any] |
         message = pubsub.get_message(timeout=timeout)
     if message is not None:
         kind = message["type"]
-        kind = kind.decode() if isinstance(kind, bytes) else kind
+        kind = text(kind)
         if kind.startswith("s") and kind[1:] in ("message", "subscribe", "unsubscribe"):
             message = {**message, "type": kind[1:]}
     return message
 
 
-def _text(value: bytes | str) -> str:
+def text(value: bytes | str) -> str:
+    """A name or id as Redis returned it (bytes unless the client decodes), as text."""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
