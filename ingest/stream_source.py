@@ -22,9 +22,9 @@ Several monitors in one group (docs/deploy.md):
 - The default consumer name is stable across restarts (the host and the spool folder, which
   one process holds at a time), so a restarted monitor finds its own pending entries at once.
 - Entries trimmed away before anyone read them (a producer's MAXLEN smaller than a backlog)
-  are counted as `lost_trimmed`: the group's `entries-read` (what Redis says the group went
-  through) less what the deployment actually received, kept in a counter beside the stream;
-  plus pending entries deleted before they were stored.
+  are counted as `lost_trimmed`: the stream's `entries-added` less the group's `entries-read`
+  (what Redis handed out to the group's consumers), once the group has read to the end; plus
+  pending entries deleted before they were stored.
 """
 
 from __future__ import annotations
@@ -42,32 +42,11 @@ from datetime import UTC, datetime
 import orjson
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.commands.core import Script
 
 from ingest.spool import Position
 from live import redis_client
 
 log = logging.getLogger(__name__)
-
-# KEYS: the stream, the delivered counter; ARGV: group, consumer, count. Both keys share the
-# stream's hash tag, so on a cluster they are one slot's.
-_READ_NEW = """
-local answer = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
-                          'STREAMS', KEYS[1], '>')
-if answer and #answer[1][2] > 0 then
-  redis.call('INCRBY', KEYS[2], #answer[1][2])
-  return {'entries', answer[1][2]}
-end
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #last > 0 then return {'none', last[1][1]} end
-return {'none', false}
-"""
-
-
-def _fields(flat: list) -> dict[bytes, bytes]:
-    """A script's entry comes back as a flat field, value list."""
-    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)} if flat else {}
-
 
 _READ_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
@@ -101,23 +80,20 @@ class StreamSubscriber(threading.Thread):
         self.claim_idle_ms = claim_idle_ms
         self.reclaim_interval_ms = reclaim_interval_ms
         self.max_backlog = max_backlog
-        # The deployment's count of entries received from the stream, beside it in Redis.
-        self.delivered_key = f"{stream}:monitor:{group}:delivered"
         self.backoff = ExponentialWithJitterBackoff(cap=2.0, base=0.1)
         self._stop_event = threading.Event()
         self._unacked: deque[tuple[Position, bytes]] = deque()
         self._unacked_lock = threading.Lock()
         self._ack_client: redis_client.Client | None = None
-        self._read_script: Script | None = None
         # Written by this thread (acks: by the writer's); read by the status views.
         self.received = 0
         self.acked = 0
         self.claimed = 0
         self.lost_trimmed = 0  # the deployment's, as last read from Redis
+        self.trim_checks = 0  # times the group was found read to the end and lost_trimmed set
         self.deleted_pending = 0  # this consumer's: pending entries gone before they were stored
         self.consumers_removed = 0
         self.backlog_paused = False
-        self._lost_seen: int | None = None
         self.reconnects = 0
         self.subscribed = False
         self.subscribed_since: datetime | None = None
@@ -175,8 +151,8 @@ class StreamSubscriber(threading.Thread):
         self.subscribed = False
 
     def _consume(self) -> None:
-        # A RedisCluster routes every command by the stream's slot; the stream and its
-        # counter share a hash tag (settings.cluster_name), so the MULTI below is one slot's.
+        # A RedisCluster routes every command by the stream's slot; every command here names
+        # the stream alone, so each MULTI below is one slot's.
         client = redis_client.connect(self.redis_url, socket_connect_timeout=5,
                                       socket_timeout=10, socket_keepalive=True)
         try:
@@ -208,7 +184,7 @@ class StreamSubscriber(threading.Thread):
 
     def _create_group(self, client: redis_client.Client) -> None:
         """The group, from the stream's first entry; what was trimmed before it existed is
-        history, not a loss, and the delivered counter starts where the group does."""
+        history, not a loss: the group's `entries-read` starts where the group does."""
         try:
             info = client.xinfo_stream(self.stream)
             history = max(0, int(info.get("entries-added", 0)) - int(info.get("length", 0)))
@@ -218,11 +194,9 @@ class StreamSubscriber(threading.Thread):
             # From "0": what was added before the group existed is read too.
             client.xgroup_create(self.stream, self.group, id="0", mkstream=True,
                                  entries_read=history)
-            client.set(self.delivered_key, history, nx=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-            client.set(self.delivered_key, 0, nx=True)
 
     def backlog(self) -> int:
         """Entries this consumer was given and has not yet acknowledged."""
@@ -230,35 +204,18 @@ class StreamSubscriber(threading.Thread):
             return len(self._unacked)
 
     def _read(self, client: redis_client.Client, start: str, block_ms: int | None = None) -> None:
-        if start == ">":
-            self._read_new(client, block_ms)
-            return
+        """From ">": what is new, waiting up to `block_ms` (Redis hands each new entry to the
+        consumer that has waited longest, so a trickle spreads over the group). From "0": this
+        consumer's own pending list, to its end."""
         cursor = start
         while not self._stop_event.is_set():
             answer = client.xreadgroup(self.group, self.consumer, {self.stream: cursor},
-                                       count=self.batch)
+                                       count=self.batch, block=block_ms if start == ">" else None)
             entries = answer[0][1] if answer else []
             self._take(entries, client)
-            if not entries:
+            if start == ">" or not entries:
                 return
             cursor = entries[-1][0]  # walking this consumer's pending list
-
-    def _read_new(self, client: redis_client.Client, block_ms: int | None) -> None:
-        """New entries, read and counted as delivered in one script: a consumer killed between
-        a read and its count would leave the deployment's count short, and the entries it
-        read would look trimmed (a false stream_lost). A script cannot block, so when nothing
-        is new it waits with XREAD from the stream's last id, then reads again."""
-        if self._read_script is None:
-            self._read_script = client.register_script(_READ_NEW)
-        for _ in range(2):
-            reply = self._read_script(keys=[self.stream, self.delivered_key],
-                                      args=[self.group, self.consumer, self.batch])
-            if reply[0] == b"entries" or reply[0] == "entries":
-                self._take([(entry_id, _fields(flat)) for entry_id, flat in reply[1]], client)
-                return
-            if not block_ms or self._stop_event.is_set():
-                return
-            client.xread({self.stream: reply[1] or "0-0"}, count=1, block=block_ms)
 
     def _touch(self, client: redis_client.Client) -> None:
         """Reset the idle time of this consumer's pending entries: they are not a dead
@@ -298,24 +255,23 @@ class StreamSubscriber(threading.Thread):
     def _count_trimmed(self, client: redis_client.Client) -> None:
         """Entries added to the stream that the deployment never received: counted while the
         group has read up to the stream's last entry (nothing unread is left to tell apart).
-        Redis's own `lag` cannot say it: trimming leaves it counting the lost as unread."""
+        The group's `entries-read` is Redis's own count of what XREADGROUP handed out, kept
+        in the same step as the hand-out, so a consumer killed just after a read leaves it
+        right; trimmed entries nobody read never enter it. Redis before 7.0 has no such
+        count: nothing is reported lost there."""
         pipe = client.pipeline(transaction=True)
         pipe.xinfo_stream(self.stream)
         pipe.xinfo_groups(self.stream)
-        pipe.get(self.delivered_key)
-        info, groups, delivered = pipe.execute()
+        info, groups = pipe.execute()
         # A cluster's MULTI pipeline hands back the raw replies, names as bytes.
         info, groups = _by_name(info), [_by_name(g) for g in groups]
         group = next((g for g in groups if redis_client.text(g["name"]) == self.group), None)
-        if group is None or redis_client.text(group["last-delivered-id"]) != redis_client.text(
-                info["last-generated-id"]):
+        if group is None or group.get("entries-read") is None or redis_client.text(
+                group["last-delivered-id"]) != redis_client.text(info["last-generated-id"]):
             return
-        lost = max(0, int(info["entries-added"]) - int(delivered or 0))
-        # A peer counts what it read just after reading it: the smaller of two looks a tick
-        # apart never takes a read in flight for a loss.
-        if self._lost_seen is not None:
-            self.lost_trimmed = max(self.lost_trimmed, min(lost, self._lost_seen))
-        self._lost_seen = lost
+        lost = max(0, int(info["entries-added"]) - int(group["entries-read"]))
+        self.lost_trimmed = max(self.lost_trimmed, lost)
+        self.trim_checks += 1
 
     def _take(self, entries: list, client: redis_client.Client | None = None) -> None:
         gone: list[bytes] = []
