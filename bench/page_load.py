@@ -3,6 +3,7 @@
     python bench/page_load.py [--rows 5000] [--store sqlite|postgres] [--loads 15]
         [--pg-admin-url postgresql://postgres@127.0.0.1:5432/postgres]
         [--redis-url redis://127.0.0.1:6379/0] [--chromium /usr/lib/chromium/chromium]
+        [--pages /,/trends]
 
 Runs the real monitor (app.build: ingest on a private channel, the app served by waitress
 with 8 threads) on a fresh store (a SQLite file, or a `tsem_bench_page_load_<pid>`
@@ -270,7 +271,13 @@ def main() -> int:
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--chromium", default="/usr/lib/chromium/chromium")
+    parser.add_argument("--pages", default=",".join(PAGES),
+                        help="the monitor's pages to load, comma-separated (default: all)")
     args = parser.parse_args()
+    pages = {path: PAGES[path] for path in args.pages.split(",") if path}
+    if unknown := set(args.pages.split(",")) - set(PAGES) - {""}:
+        parser.error(f"--pages: unknown page(s) {', '.join(sorted(unknown))}; "
+                     f"known: {', '.join(PAGES)}")
     logging.basicConfig(level=logging.WARNING)
 
     workdir = tempfile.TemporaryDirectory(prefix="bench-page-load-")
@@ -296,7 +303,7 @@ def main() -> int:
         ports = [s.effective_port for s in servers]
         targets = {"minimal page (one html.Div)": (ports[1], "/", MINIMAL),
                    "minimal page (dbc + ag-grid, 100 rows)": (ports[2], "/", MINIMAL_GRID)}
-        targets.update({path: (ports[0], path, js) for path, js in PAGES.items()})
+        targets.update({path: (ports[0], path, js) for path, js in pages.items()})
         driver = browser(args.chromium,
                          {f"{port}{path}": js for port, path, js in targets.values()})
 

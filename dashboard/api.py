@@ -89,7 +89,8 @@ def create_api_blueprint(engine: Engine, live: LiveView,
             if end - start > timedelta(hours=MAX_TREND_HOURS):
                 raise BadParameter(f"the range may be at most {MAX_TREND_HOURS} hours")
         bucket = choice_param("bucket", ("auto", "minute", "hour", "day"), "auto")
-        return jsonify(build_trend(rollup, start, end, bucket).as_json())
+        return jsonify(build_trend(rollup, start, None if end >= now else end,
+                                   bucket).as_json())
 
     @api.get("/errors/export.csv")
     def export_csv() -> Response:

@@ -22,7 +22,6 @@ from urllib.parse import quote
 
 import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
-import plotly.graph_objects as go
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dashboard import ids
 from dashboard.components import GRAPH_CONFIG, GRID_OPTIONS, RANGES, severity_badge, utc_text
 from dashboard.detail import detail_href
+from dashboard.figures import axis_time, bar, figure
 from groups import commands
 from groups.commands import MAX_BULK
 from groups.hook import GroupNotFound
@@ -397,21 +397,16 @@ def chart_series(group: dict[str, Any], min_hours: int = 24) -> dict[str, Any]:
     return {"start": start.isoformat(), "counts": counts}
 
 
-def hourly_figure(series: dict[str, Any] | None, dark: bool) -> go.Figure:
-    fig = go.Figure()
+def hourly_figure(series: dict[str, Any] | None, dark: bool) -> dict[str, Any]:
+    traces = []
     if series and series.get("counts"):
         start = datetime.fromisoformat(series["start"]).astimezone(UTC).replace(tzinfo=None)
-        x = [start + timedelta(hours=i) for i in range(len(series["counts"]))]
-        fig.add_bar(x=x, y=series["counts"], marker_color="#e15759",
-                    width=3_600_000 * 0.9,  # milliseconds: one bar per hour, whatever the data
-                    hovertemplate="%{x|%Y-%m-%d %H:00} UTC: %{y:,}<extra></extra>")
-    fig.update_layout(
-        template="plotly_dark" if dark else "plotly_white", height=260, bargap=0.05,
-        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
-        margin={"l": 10, "r": 10, "t": 10, "b": 10}, showlegend=False)
-    fig.update_xaxes(title_text="Hour (UTC)")
-    fig.update_yaxes(title_text="events", rangemode="tozero")
-    return fig
+        x = [axis_time(start + timedelta(hours=i)) for i in range(len(series["counts"]))]
+        traces.append(bar(x, series["counts"], "#e15759",
+                          width=3_600_000 * 0.9,  # ms: one bar per hour, whatever the data
+                          hovertemplate="%{x|%Y-%m-%d %H:00} UTC: %{y:,}<extra></extra>"))
+    return figure(traces, dark, 260, "Hour (UTC)", "events", bargap=0.05, showlegend=False,
+                  margin={"l": 10, "r": 10, "t": 10, "b": 10})
 
 
 def _events_table(events: list[dict[str, Any]]) -> Any:

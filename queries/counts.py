@@ -201,7 +201,8 @@ def dimension_counts(conn: Connection, start: datetime, end: datetime | None,
 
 
 # -- the Trends page: both at once ----------------------------------------------------------
-def trend_counts(conn: Connection | Engine, start: datetime, end: datetime, key_seconds: int,
+def trend_counts(conn: Connection | Engine, start: datetime, end: datetime | None,
+                 key_seconds: int,
                  dims: Sequence[str]) -> tuple[dict[tuple[int, str, str], int],
                                                dict[str, dict[str, int]]]:
     """`matrix_counts(..., key_seconds)` and `dimension_counts(...)` of one window with one

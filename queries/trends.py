@@ -98,16 +98,20 @@ class HourlyRollup:
         result = dict.fromkeys(SHOWN_SEVERITIES, 0)
         if start < end:
             with self.engine.connect() as conn:
-                cells = matrix_counts(conn, start, end, severities=SHOWN_SEVERITIES)
+                # Up to now is "all received since start": the open buckets' counts are
+                # read whole rather than the rows of their first part.
+                cells = matrix_counts(conn, start, None if end >= now else end,
+                                      severities=SHOWN_SEVERITIES)
             for (_, severity, _), n in cells.items():
                 result[severity] += n
         result["total"] = sum(result.values())
         return result
 
-    def pieces(self, start: datetime, end: datetime, seconds: int
+    def pieces(self, start: datetime, end: datetime | None, seconds: int
                ) -> tuple[dict[int, np.ndarray], dict[str, list[tuple[str, int]]]]:
         """Severity x category matrices by bucket of `seconds` (keyed by its start in epoch
-        seconds), and each dimension's tallies busiest first, over [start, end)."""
+        seconds), and each dimension's tallies busiest first, over [start, end) (end None:
+        all received since start)."""
         cells, tallies = trend_counts(self.engine, start, end, seconds, DIMENSIONS)
         matrices = _matrices(cells)
         ranked = {d: sorted(tallies[d].items(), key=lambda kv: (-kv[1], kv[0]))
@@ -195,16 +199,19 @@ def _top(tally: list[tuple[str, int]], n: int = TOP_N) -> pd.DataFrame:
                          "count": np.array([count for _, count in named], dtype=np.int64)})
 
 
-def build_trend(rollup: HourlyRollup, start: datetime, end: datetime,
+def build_trend(rollup: HourlyRollup, start: datetime, end: datetime | None,
                 bucket: str | None = None) -> Trend:
     """The Trends page's data over [start, end): counts per bucket, and the top names.
+    `end` None: up to now, where the still-open buckets are read whole from the count
+    tables, not as the rows received since their start (a flood's last ten minutes).
 
     Exact at every call (the count tables are kept in the writers' transactions)."""
-    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    open_end = end is None
+    start, end = start.astimezone(UTC), (end or rollup.clock()).astimezone(UTC)
     if start >= end:
         raise ValueError("the start of the range must be before its end")
     chosen, note = fit_bucket(bucket, end - start)
-    matrices, ranked = rollup.pieces(start, end, BUCKET_SECONDS[chosen])
+    matrices, ranked = rollup.pieces(start, None if open_end else end, BUCKET_SECONDS[chosen])
     by_severity, by_category = _frames(matrices, chosen, start, end)
     total = int(by_severity.to_numpy().sum())
     return Trend(start, end, chosen, by_severity, by_category,

@@ -273,6 +273,28 @@ def test_an_empty_trend_range_shows_an_empty_state(engine) -> None:
     assert summary.startswith("0 errors")
 
 
+def test_the_top_names_link_to_their_errors_and_show_as_text(engine) -> None:
+    now = datetime.now(UTC)
+    store = ErrorStore(engine)
+    names = ["AAPL"] * 3 + ["<b>X</b>"] * 2 + ["A,B"] + ["BRK B"]
+    store.write_batch([event(error_id=f"top{i}", symbol=name,
+                             timestamp=now - timedelta(minutes=i))
+                       for i, name in enumerate(names)])
+    store.close()
+    body, summary = trends_view(HourlyRollup(engine), "7d", "auto", None, dark=False)
+    assert summary.startswith("7 errors")
+    (symbols,) = [n for n in component_nodes(body) if getattr(n, "id", None) == "trend-symbols"]
+    links = {n.children: n.href for n in component_nodes(symbols) if hasattr(n, "href")}
+    assert links["AAPL"] == "/errors?q=symbol%3AAAPL&range=7d"
+    assert links["BRK B"] == "/errors?q=symbol%3A%22BRK+B%22&range=7d"  # quoted: a space
+    assert "A,B" not in links  # a comma means "or" in the search: shown, not linked
+    texts = [n.children for n in component_nodes(symbols) if isinstance(n.children, str)]
+    assert "A,B" in texts and "3" in texts  # the busiest, with its count
+    assert "<b>X</b>" in links  # the name as its characters, no markup
+    for node in component_nodes(symbols):
+        assert "dangerously_allow_html" not in getattr(node, "_prop_names", [])
+
+
 def test_a_filter_change_sent_with_a_tick_still_reloads(monitor) -> None:
     # The browser merges triggers that happen while a request is in flight: the filter must
     # win even when the tick is listed first.

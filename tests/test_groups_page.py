@@ -185,7 +185,7 @@ def test_the_chart_starts_at_the_first_hour_seen(engine) -> None:
     # A young group: the last day (three hours of life, shown on a day's axis), not the week.
     assert 24 <= len(series["counts"]) <= 25
     figure = page.hourly_figure(series, dark=True)
-    assert list(figure.data[0].y) == series["counts"]
+    assert figure["data"][0]["y"] == series["counts"]
 
 
 def test_an_unknown_fingerprint_is_a_clear_no_such_group_page(engine) -> None:

@@ -319,3 +319,33 @@ def test_group_strips_and_health_read_the_counts(engine) -> None:
     with engine.connect() as conn:
         assert _hourly(conn, [], NOW, NOW) == {}
         assert conn.execute(text("SELECT count(*) FROM error_counts WHERE n <= 0")).scalar() == 0
+
+
+def test_a_window_up_to_now_counts_all_received_since_its_start(engine) -> None:
+    """A window ending now (the Overview cards, Trends' preset ranges) reads its still-open
+    buckets whole: a flood in the current ten minutes is counted from the count tables, and
+    a row a peer stamped a second ahead of this clock is counted, not left for later."""
+    rollup = HourlyRollup(engine, Clock(NOW))
+    start = NOW - timedelta(hours=24)
+    placed = ([NOW - timedelta(seconds=s) for s in range(1, 400)]  # the open minute and 10 min
+              + [start + timedelta(seconds=s) for s in (0, 5, 61, 601)]  # the ragged first edge
+              + [start - timedelta(seconds=1), start - timedelta(hours=3)]  # before: not counted
+              + [NOW + timedelta(seconds=1)])  # a peer's clock a second ahead
+    _store(engine, [event(error_id=f"open{i}", received_at=at, timestamp=at,
+                          severity=("error", "critical", "warning")[i % 3],
+                          category=("network", "pattern")[i % 2], symbol=f"S{i % 4}")
+                    for i, at in enumerate(placed)])
+    since = [r for r in _rows(engine) if r.received_at >= start]
+    assert len(since) == len(placed) - 2
+    trend = build_trend(rollup, start, None)
+    assert trend.total == len(since)
+    assert int(trend.by_category.to_numpy().sum()) == len(since)
+    expected = Counter(r.symbol for r in since)
+    assert dict(zip(trend.top["symbol"]["name"], trend.top["symbol"]["count"],
+                    strict=True)) == expected
+    counts = rollup.severity_counts(start, NOW)
+    assert counts["total"] == len(since)
+    assert counts["critical"] == sum(1 for r in since if r.severity == "critical")
+    # An end in the past stays a closed window: the row ahead of the clock is not in it.
+    assert build_trend(rollup, start, NOW - timedelta(seconds=2)).total == \
+        sum(1 for r in since if r.received_at < NOW - timedelta(seconds=2))

@@ -2,7 +2,8 @@
 
 The numbers come from `queries.trends.build_trend` (pandas frames); this page only draws
 them. Names from producers go into the charts escaped: plotly reads a few HTML tags in its
-labels, and a symbol called `<b>X</b>` must show those characters, not bold text.
+labels, and a symbol called `<b>X</b>` must show those characters, not bold text. The top
+names are plain lists of bars, each name a link to the Errors page's search for it.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import html as html_text
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import dash_bootstrap_components as dbc
 import pandas as pd
-import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -27,6 +28,7 @@ from dashboard.components import (
     range_picker_callbacks,
     range_text,
 )
+from dashboard.figures import axis_time, bar, figure
 from queries.records import CATEGORIES
 from queries.trends import HourlyRollup, Trend, build_trend
 
@@ -39,6 +41,9 @@ CATEGORY_COLOURS = dict(zip(CATEGORIES, (
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
     "#9c755f", "#17becf", "#bcbd22", "#bab0ac"), strict=True))
 BUCKET_WORD = {"minute": "one-minute", "hour": "hourly", "day": "daily"}
+# A top name links to the Errors page's search over the closest of its ranges.
+SEARCH_KEY = {"symbols": "symbol", "components": "component", "types": "type"}
+SEARCH_RANGE = {"1h": "1h", "6h": "24h", "24h": "24h", "7d": "7d", "30d": "30d"}
 
 
 def plot_text(name: str, limit: int = 40) -> str:
@@ -47,55 +52,61 @@ def plot_text(name: str, limit: int = 40) -> str:
     return html_text.escape(shown, quote=False)
 
 
-def _layout(fig: go.Figure, title: str, dark: bool, height: int) -> go.Figure:
-    fig.update_layout(
-        title={"text": title, "x": 0, "font": {"size": 15}},
-        template="plotly_dark" if dark else "plotly_white",
-        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
-        margin={"l": 10, "r": 10, "t": 40, "b": 10}, height=height,
-        legend={"orientation": "h", "yanchor": "top", "y": -0.28, "x": 0},
-        hovermode="x unified",
-    )
-    return fig
-
-
-def _naive_utc(index: pd.DatetimeIndex) -> list[datetime]:
+def _naive_utc(index: pd.DatetimeIndex) -> list[str]:
     # plotly draws times as given; naive UTC and an axis titled "UTC" say what they are.
-    return [moment.tz_convert("UTC").tz_localize(None).to_pydatetime() for moment in index]
+    return [axis_time(moment.tz_convert("UTC").tz_localize(None).to_pydatetime())
+            for moment in index]
 
 
-def stacked(frame: pd.DataFrame, colours: dict[str, str], title: str, dark: bool) -> go.Figure:
-    fig = go.Figure()
+def stacked(frame: pd.DataFrame, colours: dict[str, str], title: str,
+            dark: bool) -> dict[str, Any]:
     x = _naive_utc(frame.index)
-    for column in frame.columns:
-        fig.add_bar(x=x, y=frame[column].tolist(), name=plot_text(str(column)),
-                    marker_color=colours.get(str(column)))
-    fig.update_layout(barmode="stack", bargap=0.1)
-    fig.update_xaxes(title_text="Time (UTC)")
-    fig.update_yaxes(title_text="errors", rangemode="tozero")
-    return _layout(fig, title, dark, 380)
+    traces = [bar(x, frame[column].tolist(), colours.get(str(column)),
+                  name=plot_text(str(column))) for column in frame.columns]
+    return figure(traces, dark, 380, "Time (UTC)", "errors",
+                  barmode="stack", bargap=0.1, hovermode="x unified",
+                  title={"text": title, "x": 0, "font": {"size": 15}},
+                  margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                  legend={"orientation": "h", "yanchor": "top", "y": -0.28, "x": 0})
 
 
-def ranking(frame: pd.DataFrame, title: str, colour: str, dark: bool) -> go.Figure:
-    fig = go.Figure()
+def _search_link(dimension: str, name: str, search_range: str) -> str | None:
+    """The Errors page searching for this name, when the search language can say it."""
+    if '"' in name or "," in name or not name.strip():
+        return None
+    value = f'"{name}"' if any(c.isspace() for c in name) else name
+    return "/errors?" + urlencode({"q": f"{SEARCH_KEY[dimension]}:{value}",
+                                   "range": search_range})
+
+
+def ranking(frame: pd.DataFrame, title: str, dimension: str, colour: str,
+            search_range: str) -> html.Div:
+    """The top names as a list of bars. Plain elements rather than a plotly chart: three
+    charts fewer to draw on every load, and a name shows as text, never read as markup."""
     if frame.empty:
-        fig.add_annotation(text="none in this range", showarrow=False, x=0.5, y=0.5,
-                           xref="paper", yref="paper")
-        fig.update_xaxes(visible=False)
-        fig.update_yaxes(visible=False)
+        body: Any = html.Div("none in this range", className="text-body-secondary small py-3")
     else:
-        names = [plot_text(str(n)) for n in frame["name"]][::-1]
-        full = [html_text.escape(str(n), quote=False) for n in frame["name"]][::-1]
-        fig.add_bar(x=frame["count"].tolist()[::-1], y=names, orientation="h",
-                    marker_color=colour, customdata=full,
-                    hovertemplate="%{customdata}: %{x:,}<extra></extra>")
-        fig.update_yaxes(type="category", automargin=True)
-    _layout(fig, title, dark, 320)
-    fig.update_layout(hovermode="closest", showlegend=False)
-    return fig
+        most = max(int(frame["count"].max()), 1)
+        rows = []
+        for name, count in zip(frame["name"], frame["count"], strict=True):
+            name, count = str(name), int(count)
+            link = _search_link(dimension, name, search_range)
+            label = (dcc.Link(name, href=link, title=f"Search the errors of {name}")
+                     if link else html.Span(name, title=name))
+            rows.append(html.Li([
+                html.Div([html.Span(label, className="ranking-name"),
+                          html.Span(f"{count:,}", className="ranking-count")],
+                         className="ranking-text"),
+                html.Div(className="ranking-bar",
+                         style={"width": f"{100 * count / most:.1f}%",
+                                "backgroundColor": colour}),
+            ], className="ranking-row"))
+        body = html.Ol(rows, className="ranking-list", **{"aria-label": title})
+    return html.Div([html.Div(title, className="ranking-title"), body],
+                    id=f"trend-{dimension}", className="ranking card-body border rounded")
 
 
-def charts(trend: Trend, dark: bool) -> Any:
+def charts(trend: Trend, dark: bool, search_range: str = DEFAULT_RANGE) -> Any:
     if trend.empty:
         return empty_state(
             "No errors in this range",
@@ -112,15 +123,12 @@ def charts(trend: Trend, dark: bool) -> Any:
                               id="trend-category", config=GRAPH_CONFIG), lg=6),
         ], className="g-3 mb-2"),
         dbc.Row([
-            dbc.Col(dcc.Graph(figure=ranking(trend.top["symbol"], "Top symbols", "#4e79a7",
-                                             dark),
-                              id="trend-symbols", config=GRAPH_CONFIG), lg=4),
-            dbc.Col(dcc.Graph(figure=ranking(trend.top["component"], "Top components",
-                                             "#59a14f", dark),
-                              id="trend-components", config=GRAPH_CONFIG), lg=4),
-            dbc.Col(dcc.Graph(figure=ranking(trend.top["error_type"], "Top error types",
-                                             "#e15759", dark),
-                              id="trend-types", config=GRAPH_CONFIG), lg=4),
+            dbc.Col(ranking(trend.top["symbol"], "Top symbols", "symbols", "#4e79a7",
+                            search_range), lg=4),
+            dbc.Col(ranking(trend.top["component"], "Top components", "components",
+                            "#59a14f", search_range), lg=4),
+            dbc.Col(ranking(trend.top["error_type"], "Top error types", "types", "#e15759",
+                            search_range), lg=4),
         ], className="g-3"),
     ])
 
@@ -141,7 +149,7 @@ def trends_view(rollup: HourlyRollup, range_value: str | None, bucket: str | Non
                 "")
     began = time.perf_counter()
     try:
-        trend = build_trend(rollup, start, end, bucket)
+        trend = build_trend(rollup, start, None if end >= now else end, bucket)
     except SQLAlchemyError:
         return dbc.Alert("The error store cannot be read right now.", color="warning"), ""
     seconds = time.perf_counter() - began
@@ -149,7 +157,7 @@ def trends_view(rollup: HourlyRollup, range_value: str | None, bucket: str | Non
                f"{BUCKET_WORD[trend.bucket]} buckets · {seconds:.2f} s")
     if trend.note:
         summary += f" · {trend.note}"
-    return charts(trend, dark), summary
+    return charts(trend, dark, SEARCH_RANGE.get(range_value or DEFAULT_RANGE, "30d")), summary
 
 
 def layout(rollup: HourlyRollup, dark: bool = False) -> Any:
