@@ -1,33 +1,66 @@
-"""The dashboard under a month of errors: page load, live latency, callbacks, search, trends.
+"""The dashboard at 1M and 10M errors: every route and page, p50 and p95, in one table.
 
-    python bench/dashboard.py [--rows 1000000] [--days 30] [--keep] [--reuse]
-        [--trigram] [--pg-admin-url postgresql://postgres@127.0.0.1:5432/postgres]
+    python bench/dashboard.py [--rows 1000000,10000000] [--store postgres|sqlite]
+        [--days 30] [--repeat 30] [--export-repeat 5] [--loads 7] [--live]
+        [--keep] [--reuse] [--pg-admin-url postgresql://postgres@127.0.0.1:5432/postgres]
         [--redis-url redis://127.0.0.1:6379/0] [--chromium /usr/lib/chromium/chromium]
 
-Loads --rows errors spread evenly over the last --days into a fresh PostgreSQL database
-(`tsem_bench_dashboard`; one INSERT ... SELECT over generate_series, daily partitions made
-first when the schema is partitioned), runs the real monitor on it (app.build: ingest on a
-private channel, the app served by waitress), and measures:
+For each size in --rows, a fresh store is loaded with that many errors spread evenly over
+the last --days:
 
-  page load      warm load of / in headless Chromium, navigation start -> the live list
-                 has rows and the counts show (median of 7 loads after a first one);
-  live latency   PUBLISH -> the row is in the page's live list (a MutationObserver stamps
-                 each new row), p50/p95/max over 60 errors published over ~20 s;
-  callbacks      each Overview callback's server time, as POSTs to _dash-update-component
-                 through the test client (Dash's own overhead included), median and p95;
-  search         queries.search over the whole month and over shorter ranges;
-  trends         build_trend for 1 h, 24 h, 7 d and 30 d, cold (new rollup) and warm.
+  postgres  database `tsem_bench_dashboard_<rows>`, made by create_schema (daily partitions
+            first) and loaded by read_counts.load: one INSERT ... SELECT over
+            generate_series per day, through the count triggers. The groups are then made
+            from the rows with one aggregate INSERT (the batch writer's group hook would
+            have made the same, one batch at a time).
+  sqlite    file `<tmp>/tsem_bench_dashboard_<rows>.db`, loaded one day per transaction
+            through the app's own write path (queries.store.ErrorStore.write_batch with the
+            groups hook: the rows, the count tables counted per batch in Python, the
+            groups). That path is too slow for a quick 1M: ~2,300 rows/s measured on the
+            shared 2-core machine (most of it the executemany of the rows, the count
+            batch and the time formatting), so 1M takes ~7 min and 10M over an hour; the
+            load rate is printed, and an estimate before loading 1M or more.
 
-Targets: page load <= 500 ms, live p95 <= 1 s, each Overview callback <= 50 ms,
-search and trends <= 200 ms. --trigram measures search again with the optional pg_trgm
-indexes (queries.search.create_trigram_indexes). The database is dropped at the end unless
---keep; --reuse keeps an already loaded one.
+The load time is printed; the budget (PostgreSQL) is 10 minutes for 10M, prorated for
+other sizes. Then the real monitor (app.build, its ingest on a private channel
+`bench:<uuid>:errors`, a temporary spool) runs on that store and is measured:
+
+  routes     through Flask's test client on the app's server: statistics (24 h, 720 h),
+             recent, health, trends (168 h, 720 h), search with key terms over 720 h and
+             24 h, and the group list (GET /api/groups), --repeat calls after one warm-up;
+  CSV        GET /api/errors/export.csv?limit=100000 over HTTP (the app served by
+             waitress, read with requests, stream=True): time to the first byte of the
+             body, --export-repeat full reads after one warm-up; beside it the whole read's
+             time and the bench process's peak RSS growth during it (sampled every 5 ms;
+             the server runs in this process, so a server that held the export would show);
+  pages      warm loads in headless Chromium of /, /errors, /trends, /groups, /alerts and
+             /monitor until their data shows (page_load's probes), --loads each after two
+             warm-ups, taken in turns with the two minimal Dash pages (one html.Div; dbc +
+             one dash-ag-grid of 100 rows) in the same browser;
+  live       (--live) PUBLISH -> the row is in the Overview's live list, over 40 errors;
+  references SELECT 1 round trip, a one-row INSERT + commit through the count path
+             (read_counts.references), and the minimal pages.
+
+The Overview's live list starts from the ring buffer, which is empty on a loaded store; it
+is topped up from the store's last 24 hours (dashboard/pages/overview.py), so the loaded
+rows fill it and nothing needs publishing.
+
+Prints one table at the end: a row per route, page and reference; p50 and p95 per size (ms);
+the p95 ratio largest/smallest size; the ratio to its reference at the largest size (routes
+and CSV: p95 over SELECT 1's p95; pages: p50 over the grid page's p50; live: p95 over the
+one-row INSERT's p95); the budget and a verdict. Budgets: statistics p95 <= 50 ms; recent
+and health <= 20 ms; trends, search and the group list <= 100 ms; CSV first byte <= 200 ms
+with RSS growth <= 50 MB; pages p50 <= 500 ms and <= 2x the grid page's p50; live p95 <=
+1 s; for every row the largest size's p95 within 1.5x of the smallest's. Exits 1 when a
+figure is over budget. The stores are dropped at the end (also on Ctrl-C or an error)
+unless --keep; --reuse measures stores an earlier --keep run left (no loading).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import logging
 import statistics
 import sys
@@ -36,457 +69,487 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
-import psycopg2
 import redis
+import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# After the project: this file's name is the project's `dashboard` package's too.
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.append(str(Path(__file__).resolve().parent))
+
+import page_load
+import read_counts
 
 import app as app_module
-from dashboard import ids
+from groups.hook import GroupsHook
 from queries.engine import make_engine
+from queries.records import ErrorEvent
 from queries.schema import create_schema
-from queries.search import create_trigram_indexes, parse_query, search_errors
-from queries.trends import HourlyRollup, build_trend
+from queries.store import ErrorStore
 from settings import Settings
 
-DB_NAME = "tsem_bench_dashboard"
-TARGETS = {"page": 500.0, "live_p95": 1000.0, "callback": 50.0, "query": 200.0}
+RATIO = 1.5
+FLAT_MB = 50.0
+EXPORT_ROWS = 100_000
+LOAD_BUDGET_S_PER_10M = 600.0
+PAGE_MS = 500.0
+PAGE_RATIO = 2.0
+LIVE_P95_MS = 1000.0
 
-# One INSERT ... SELECT: twelve scenarios (as ingest.simulate), 500 symbols, 1% critical,
-# 39% error, 60% warning, timestamps evenly over the range, newest a minute ago.
-LOAD_SQL = """
-INSERT INTO error_logs (error_id, error_type, error_message, error_traceback, severity,
-                        category, source, component, operation, symbol, context, timestamp)
-SELECT 'bench_' || g,
-       t.error_type,
-       t.message || ' for ' || s.sym || ' (attempt ' || (1 + g %% 5) || ', batch '
-         || (g %% 9973) || ')',
-       'Traceback (most recent call last):' || chr(10) || '  File "' || lower(t.component)
-         || '.py", line ' || (20 + g %% 380) || ', in ' || t.operation || chr(10)
-         || t.error_type || ': ' || t.message,
-       CASE WHEN r.x < 0.01 THEN 'critical' WHEN r.x < 0.40 THEN 'error' ELSE 'warning' END,
-       t.category, 'TickStockPL', t.component, t.operation, s.sym,
-       jsonb_build_object('symbol', s.sym, 'timeframe', 'daily', 'attempt', 1 + g %% 5),
-       %(end)s - (g::float8 / %(rows)s) * %(span)s * interval '1 second'
-FROM generate_series(1, %(rows)s) AS g
-CROSS JOIN LATERAL (SELECT random() + 0 * g AS x, random() + 0 * g AS y) AS r
-JOIN (VALUES
-  (0, 'pattern', 'PatternDetector', 'detect_doji', 'PatternDetectionError',
-   'Pattern detection failed for Doji: Insufficient data'),
-  (1, 'indicator', 'IndicatorCalculator', 'calculate_rsi', 'IndicatorCalculationError',
-   'RSI needs 14 periods, got 9'),
-  (2, 'database', 'DatabaseWriter', 'write_ohlcv', 'OperationalError',
-   'connection to server failed: timeout'),
-  (3, 'network', 'HistoricalLoader', 'load_minute_bars', 'PolygonAPIError',
-   '429 Too Many Requests from Polygon.io'),
-  (4, 'validation', 'BarValidator', 'validate', 'DataValidationError',
-   'high < low for bar at 09:31'),
-  (5, 'performance', 'BatchRunner', 'run', 'SlowOperationWarning',
-   'daily import took 412 s, budget 300 s'),
-  (6, 'configuration', 'ConfigLoader', 'load', 'ConfigurationError',
-   'POLYGON_API_KEY is not set'),
-  (7, 'security', 'ApiGateway', 'authenticate', 'AuthenticationError',
-   'invalid API token presented'),
-  (8, 'integration', 'TickStockAppBridge', 'forward', 'IntegrationError',
-   'TickStockApp did not acknowledge event'),
-  (9, 'websocket', 'StreamClient', 'receive', 'WebSocketError', 'stream closed by peer: 1006'),
-  (10, 'redis', 'EventPublisher', 'publish', 'RedisError',
-   'Redis publish failed: connection reset'),
-  (11, 'unknown', 'Worker', 'run', 'RuntimeError', 'unexpected failure')
-) AS t(k, category, component, operation, error_type, message)
-  ON t.k = (g * 7 + (r.y * 3)::int) %% 12
-JOIN (SELECT i - 1 AS k, 'SYM' || i AS sym FROM generate_series(1, 500) AS i) AS s
-  ON s.k = (g * 31) %% 500
-"""
+SELECT_1 = "ref: SELECT 1"
+INSERT_1 = "ref: one-row INSERT + commit"
+CSV = "CSV export 100k: first byte"
+LIVE = "live: PUBLISH -> row in the list"
+PAGES = ("/", "/errors", "/trends", "/groups", "/alerts", "/monitor")
+SEARCHES = (
+    ("search severity:critical category:database, 720 h",
+     "severity:critical category:database", 720),
+    ("search symbol:SYM42 severity:error, 24 h", "symbol:SYM42 severity:error", 24),
+)
+GROUPS = ("groups: list of 100", "/api/groups")
 
-# Stamp each new live-list row with the time it first appeared, and the moment the page
-# first shows data (rows in the list and a count in the cards).
-OBSERVER_JS = """
+
+def route_budget(label: str) -> float:
+    for prefix, budget in (("statistics", 50.0), ("recent", 20.0), ("health", 20.0),
+                           ("trends", 100.0), ("search", 100.0), ("groups", 100.0),
+                           ("CSV", 200.0)):
+        if label.startswith(prefix):
+            return budget
+    raise KeyError(label)
+
+
+@dataclass
+class SizeResult:
+    figures: dict[str, tuple[float, float]] = field(default_factory=dict)
+    load_s: float | None = None
+    csv_growth_mb: float = 0.0
+    csv_note: str = ""
+
+
+def size_label(rows: int) -> str:
+    if rows >= 1_000_000:
+        return f"{rows / 1e6:g}M"
+    return f"{rows / 1e3:g}k" if rows >= 1000 else str(rows)
+
+
+# -- the stores ---------------------------------------------------------------------------------
+def pg_name(rows: int) -> str:
+    return f"tsem_bench_dashboard_{rows}"
+
+
+def sqlite_path(rows: int) -> Path:
+    # A fixed name, not a temporary directory: --keep and --reuse need to find it again.
+    return Path(tempfile.gettempdir()) / f"tsem_bench_dashboard_{rows}.db"
+
+
+GROUPS_SQL = (
+    """INSERT INTO error_groups (fingerprint, title, error_type, category, component,
+           operation, first_seen, last_seen, event_count, worst_severity, symbol_count,
+           state, state_changed_at)
+       SELECT fingerprint, min(error_type) || ': ' || min(error_message), min(error_type),
+              min(category), min(component), min(operation), min("timestamp"),
+              max("timestamp"), count(*),
+              (ARRAY['warning', 'error', 'critical'])[max(CASE severity WHEN 'critical'
+                  THEN 3 WHEN 'error' THEN 2 ELSE 1 END)],
+              count(DISTINCT symbol), 'unresolved', now()
+       FROM error_logs WHERE fingerprint IS NOT NULL GROUP BY fingerprint""",
+    """INSERT INTO error_group_symbols (fingerprint, symbol, event_count, last_seen)
+       SELECT fingerprint, symbol, count(*), max("timestamp") FROM error_logs
+       WHERE fingerprint IS NOT NULL AND symbol IS NOT NULL GROUP BY fingerprint, symbol""",
+)
+
+
+def load_postgres(admin_url: str, rows: int, days: int) -> tuple[str, float]:
+    """(URL, seconds the row inserts took); the groups' aggregate is timed apart."""
+    url, loaded = read_counts.load(admin_url, rows, days, name=pg_name(rows))
+    engine = make_engine(url)
+    began = time.perf_counter()
+    with engine.begin() as conn:
+        for statement in GROUPS_SQL:
+            conn.exec_driver_sql(statement)
+        conn.exec_driver_sql("ANALYZE error_groups, error_group_symbols")
+        groups = conn.exec_driver_sql("SELECT count(*) FROM error_groups").scalar_one()
+    engine.dispose()
+    print(f"  {groups} groups made from the rows in {time.perf_counter() - began:.1f} s")
+    return url, loaded
+
+
+def day_events(day: int, per_day: int, start: datetime, end: datetime) -> list[ErrorEvent]:
+    """The rows read_counts.LOAD_DAY_SQL makes for one day, as the ingest hands them over."""
+    events = []
+    for g in range(1, per_day + 1):
+        moment = start + timedelta(days=g / per_day)
+        if moment >= end:
+            break
+        category, component, operation, error_type, message = \
+            read_counts.SCENARIOS[g * 7 % 12]
+        x = g * 7919 % 100
+        symbol = f"SYM{g % 500}"
+        events.append(ErrorEvent(
+            error_id=f"bench_{day}_{g}", error_type=error_type,
+            error_message=f"{message} for {symbol}",
+            error_traceback=None, severity="critical" if x < 1 else "error" if x < 40
+            else "warning", category=category, source="TickStockPL", component=component,
+            operation=operation, symbol=symbol, context={}, timestamp=moment,
+            received_at=moment,
+            fingerprint=hashlib.md5(f"{error_type}{g % 40}".encode()).hexdigest()))
+    return events
+
+
+def load_sqlite(rows: int, days: int) -> tuple[str, float]:
+    drop_store("sqlite", "", rows)
+    path = sqlite_path(rows)
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    create_schema(engine)
+    store = ErrorStore(engine, hooks=[GroupsHook()])
+    end = datetime.now(UTC) - timedelta(minutes=1)
+    first = end - timedelta(days=days)
+    per_day = rows // days
+    began = time.perf_counter()
+    stored = 0
+    try:
+        for day in range(days):
+            result = store.write_batch(day_events(day, per_day, first + timedelta(days=day),
+                                                  end))
+            stored += result.inserted
+            if (day + 1) % 10 == 0:
+                print(f"  loading: day {day + 1}/{days} ({time.perf_counter() - began:.0f} s)",
+                      flush=True)
+        loaded = time.perf_counter() - began
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+            counted = conn.exec_driver_sql(
+                "SELECT sum(n) FROM error_counts WHERE grain = 86400").scalar_one()
+    finally:
+        store.close()
+        engine.dispose()
+    print(f"  {stored:,} rows over {days} days loaded in {loaded:.1f} s "
+          f"({stored / max(loaded, 1e-9):,.0f} rows/s, one transaction a day through "
+          f"ErrorStore.write_batch); count tables hold {counted:,}")
+    if counted != stored:
+        raise SystemExit(f"the count tables hold {counted}, error_logs {stored}")
+    return url, loaded
+
+
+def drop_store(store: str, admin_url: str, rows: int) -> None:
+    if store == "postgres":
+        read_counts.drop(admin_url, pg_name(rows))
+    else:  # the file, its WAL and the lock files the app keeps beside it
+        path = sqlite_path(rows)
+        for found in path.parent.glob(f"{path.name}*"):
+            found.unlink(missing_ok=True)
+
+
+# -- the measurements ---------------------------------------------------------------------------
+def routes(now: datetime) -> list[tuple[str, str]]:
+    out = list(read_counts.ROUTES)
+    for label, q, hours in SEARCHES:
+        since = (now - timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        out.append((label, "/api/errors/search?" + urlencode({"q": q, "from": since})))
+    out.append(GROUPS)
+    return out
+
+
+def measure_routes(client: Any, repeat: int) -> dict[str, tuple[float, float]]:
+    figures = {}
+    for label, path in routes(datetime.now(UTC)):
+        def call(path: str = path) -> None:
+            response = client.get(path)
+            if response.status_code != 200:
+                raise RuntimeError(f"{path}: {response.status_code} {response.data[:300]!r}")
+        figures[label] = read_counts.sample(call, repeat)
+    return figures
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def read_export(url: str) -> tuple[float, float, int, float]:
+    """One export read whole: (ms to the first body byte, ms to the end, bytes received,
+    peak RSS growth in MB while it was read)."""
+    start_mb = rss_mb()
+    peak = [start_mb]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.005):
+            peak[0] = max(peak[0], rss_mb())
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        began = time.perf_counter()
+        with requests.get(url, stream=True, timeout=120) as response:
+            response.raise_for_status()
+            first = response.raw.read(1)
+            first_ms = (time.perf_counter() - began) * 1000
+            size = len(first)
+            while chunk := response.raw.read(1 << 16):
+                size += len(chunk)
+        total_ms = (time.perf_counter() - began) * 1000
+    finally:
+        done.set()
+        watcher.join()
+    return first_ms, total_ms, size, max(peak[0], rss_mb()) - start_mb
+
+
+def measure_export(port: int, repeat: int, result: SizeResult) -> None:
+    url = f"http://127.0.0.1:{port}/api/errors/export.csv?limit={EXPORT_ROWS}"
+    read_export(url)  # warm-up: the plan, the pool, the allocator's arenas
+    reads = [read_export(url) for _ in range(repeat)]
+    firsts = [r[0] for r in reads]
+    result.figures[CSV] = (statistics.median(firsts), read_counts.percentile(firsts, 0.95))
+    result.csv_growth_mb = max(r[3] for r in reads)
+    whole = statistics.median(r[1] for r in reads)
+    result.csv_note = (f"{reads[0][2] / 1e6:.1f} MB received, whole read {whole:.0f} ms "
+                       f"(p50), peak RSS growth {result.csv_growth_mb:.1f} MB")
+
+
+def measure_pages(driver: Any, ports: dict[str, int], loads: int) -> dict[str, list[float]]:
+    urls = {page_load.MINIMAL_NAME: f"http://127.0.0.1:{ports['div']}/",
+            page_load.MINIMAL_GRID_NAME: f"http://127.0.0.1:{ports['grid']}/"}
+    urls.update({f"page {path}": f"http://127.0.0.1:{ports['monitor']}{path}" for path in PAGES})
+    for url in urls.values():  # two warm-ups fill the browser's cache and the server's
+        page_load.load(driver, url)
+        page_load.load(driver, url)
+    return page_load.round_robin(driver, urls, loads)
+
+
+SEEN_JS = """
 window.__seen = {};
-window.__visibleAt = null;
-function __scan() {
+new MutationObserver(function () {
   var rows = document.querySelectorAll('#error-list .ag-row[row-id]');
   var now = Date.now();
   for (var i = 0; i < rows.length; i++) {
     var id = rows[i].getAttribute('row-id');
     if (!(id in window.__seen)) { window.__seen[id] = now; }
   }
-  if (window.__visibleAt === null && rows.length > 0) {
-    var total = document.getElementById('stat-total');
-    if (total && /[0-9]/.test(total.textContent)) { window.__visibleAt = performance.now(); }
-  }
-}
-new MutationObserver(__scan).observe(document, {childList: true, subtree: true});
+}).observe(document, {childList: true, subtree: true});
 """
 
 
-# -- helpers ------------------------------------------------------------------------------
-def timed(action: Callable[[], Any], repeat: int = 5) -> tuple[float, float, Any]:
-    """(median ms, max ms, last result) of `repeat` runs."""
-    times = []
-    result = None
-    for _ in range(repeat):
-        began = time.perf_counter()
-        result = action()
-        times.append((time.perf_counter() - began) * 1000)
-    return statistics.median(times), max(times), result
-
-
-def p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-
-class Report:
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str, str, str]] = []
-        self.failed = 0
-
-    def add(self, name: str, figure: float, target: float | None, detail: str = "") -> None:
-        verdict = "" if target is None else ("ok" if figure <= target else "OVER")
-        if verdict == "OVER":
-            self.failed += 1
-        target_text = "" if target is None else f"<= {target:.0f} ms"
-        self.lines.append((name, f"{figure:9.1f} ms", target_text, f"{verdict} {detail}".strip()))
-        print(f"  {name:<52} {figure:9.1f} ms  {target_text:<11} {verdict} {detail}",
-              flush=True)
-
-
-# -- the database -----------------------------------------------------------------------------
-def prepare_database(admin_url: str, rows: int, days: int, reuse: bool) -> str:
-    base = admin_url.rsplit("/", 1)[0]
-    url = f"{base}/{DB_NAME}"
-    admin = psycopg2.connect(admin_url)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,))
-        exists = cur.fetchone() is not None
-        if exists and reuse:
-            admin.close()
-            print(f"reusing database {DB_NAME}")
-            # The baseline is the schema as create_schema makes it: no optional indexes.
-            conn = psycopg2.connect(url)
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("DROP INDEX IF EXISTS idx_error_logs_message_trgm, "
-                            "idx_error_logs_error_type_trgm")
-            conn.close()
-            return url
-        if exists:
-            cur.execute(f'DROP DATABASE "{DB_NAME}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{DB_NAME}"')
-    admin.close()
-    engine = make_engine(url)
-    create_schema(engine)
-    engine.dispose()
-    end = datetime.now(UTC) - timedelta(minutes=1)
-    conn = psycopg2.connect(url)
-    try:
-        try:  # a partitioned error_logs gets its daily partitions, as the retention job makes
-            from retention.partitions import ensure_days
-
-            first = (end - timedelta(days=days)).date()
-            made = ensure_days(conn, [first + timedelta(days=i) for i in range(days + 2)])
-            print(f"made {len(made)} daily partitions")
-        except ImportError:
-            pass
-        began = time.perf_counter()
-        with conn.cursor() as cur:
-            cur.execute(LOAD_SQL, {"rows": rows, "end": end, "span": days * 86400})
-        conn.commit()
-        loaded = time.perf_counter() - began
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("VACUUM ANALYZE")
-        print(f"loaded {rows:,} rows over {days} days in {loaded:.1f} s "
-              f"(+ VACUUM ANALYZE {time.perf_counter() - began - loaded:.1f} s)")
-    finally:
-        conn.close()
-    return url
-
-
-def drop_database(admin_url: str) -> None:
-    admin = psycopg2.connect(admin_url)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-    admin.close()
-
-
-# -- the Overview's callbacks, as the browser calls them ---------------------------------------
-def _body(output: str, outputs: Any, inputs: list[dict[str, Any]],
-          state: list[dict[str, Any]], changed: list[str]) -> dict[str, Any]:
-    return {"output": output, "outputs": outputs, "inputs": inputs, "state": state,
-            "changedPropIds": changed}
-
-
-def _prop(id_: str, prop: str, value: Any = None) -> dict[str, Any]:
-    return {"id": id_, "property": prop, "value": value}
-
-
-def callback_bodies(monitor: Any) -> dict[str, dict[str, Any]]:
-    ring = monitor.ingest.ring
-    cursor = {"seq": ring.last_seq, "shown": 500}
-    feed_out = [_prop(ids.ERROR_LIST, "rowTransaction"), _prop(ids.ERROR_LIST, "rowData"),
-                _prop(ids.LIVE_CURSOR, "data")]
-    feed_key = (f"..{ids.ERROR_LIST}.rowTransaction...{ids.ERROR_LIST}.rowData..."
-                f"{ids.LIVE_CURSOR}.data..")
-    stat_ids = (ids.STAT_TOTAL, ids.STAT_CRITICAL, ids.STAT_ERROR, ids.STAT_WARNING)
-    stats_out = ([_prop(s, "children") for s in stat_ids]
-                 + [_prop(f"{s}-link", "href") for s in stat_ids])
-    stats_key = ".." + "...".join([f"{s}.children" for s in stat_ids]
-                                  + [f"{s}-link.href" for s in stat_ids]) + ".."
-    health_out = [_prop(ids.HEALTH_STATUS, "children"), _prop(ids.HEALTH_STATUS, "className"),
-                  _prop(ids.HEALTH_STATUS, "title"), _prop(ids.MONITOR_LINE, "children")]
-    health_key = (f"..{ids.HEALTH_STATUS}.children...{ids.HEALTH_STATUS}.className..."
-                  f"{ids.HEALTH_STATUS}.title...{ids.MONITOR_LINE}.children..")
-    notice_out = [_prop(ids.NOTIFICATIONS, "children"), _prop(ids.CRITICAL_DIALOG, "is_open"),
-                  _prop(ids.CRITICAL_LIST, "children"), _prop(ids.CRITICAL_MORE, "children"),
-                  _prop(ids.CRITICAL_TITLE, "children"), _prop(ids.CRITICAL_SIGNAL, "data"),
-                  _prop(ids.NOTICE_STATE, "data")]
-    notice_key = ".." + "...".join(f"{o['id']}.{o['property']}" for o in notice_out) + ".."
-    tick = [_prop(ids.LIVE_INTERVAL, "n_intervals", 7)]
-    filters = [_prop(ids.CATEGORY_FILTER, "value"), _prop(ids.SEVERITY_FILTER, "value")]
-
-    def stats(window: str) -> dict[str, Any]:
-        return _body(stats_key, stats_out, [*tick, _prop(ids.STATS_WINDOW, "value", window)],
-                     [], [f"{ids.LIVE_INTERVAL}.n_intervals"])
-
-    return {
-        "feed: tick, nothing new": _body(
-            feed_key, feed_out, [*tick, *filters],
-            [_prop(ids.LIVE_CURSOR, "data", cursor)], [f"{ids.LIVE_INTERVAL}.n_intervals"]),
-        "feed: filter change (full reload + store top-up)": _body(
-            feed_key, feed_out,
-            [*tick, _prop(ids.CATEGORY_FILTER, "value", ["database"]),
-             _prop(ids.SEVERITY_FILTER, "value", ["critical"])],
-            [_prop(ids.LIVE_CURSOR, "data", cursor)], [f"{ids.CATEGORY_FILTER}.value"]),
-        "counts: 1 h window": stats("1h"),
-        "counts: 24 h window": stats("24h"),
-        "counts: 7 d window": stats("7d"),
-        "counts: 30 d window": stats("30d"),
-        "navbar health": _body(health_key, health_out,
-                               [_prop(ids.NAV_INTERVAL, "n_intervals", 7)], [],
-                               [f"{ids.NAV_INTERVAL}.n_intervals"]),
-        "notices: tick": _body(
-            notice_key, notice_out,
-            [_prop(ids.NAV_INTERVAL, "n_intervals", 7), _prop(ids.CRITICAL_DISMISS, "n_clicks")],
-            [_prop(ids.NOTICE_STATE, "data", {"seq": ring.last_seq}),
-             _prop(ids.CRITICAL_DIALOG, "is_open", False)],
-            [f"{ids.NAV_INTERVAL}.n_intervals"]),
-    }
-
-
-def bench_callbacks(monitor: Any, report: Report) -> None:
-    client = monitor.dash_app.server.test_client()
-    # The live list as it is after a burst: a full ring buffer.
-    print("\nOverview callbacks (server time per POST /_dash-update-component):")
-    for name, body in callback_bodies(monitor).items():
-        cold = None
-        times = []
-        for i in range(41):
-            began = time.perf_counter()
-            response = client.post("/_dash-update-component", json=body)
-            elapsed = (time.perf_counter() - began) * 1000
-            if response.status_code not in (200, 204):
-                raise RuntimeError(f"{name}: {response.status_code} {response.data[:300]!r}")
-            if i == 0:
-                cold = elapsed
-            else:
-                times.append(elapsed)
-        report.add(f"{name} (median)", statistics.median(times), None)
-        report.add(f"{name} (p95)", p95(times), TARGETS["callback"],
-                   f"first call {cold:.0f} ms")
-
-
-# -- search and trends ------------------------------------------------------------------------
-SEARCHES = (
-    ("", None), ("severity:critical", None), ("severity:critical category:network", None),
-    ("symbol:SYM42", None), ("component:ApiGateway", None), ("timeout", None),
-    ("timeout", 24), ("batch 9000)", 24), ("batch 9000)", 24 * 7), ("batch 9000)", None),
-    ("SYM42 severity:error", None),
-)
-
-
-def bench_search(engine: Any, report: Report, label: str = "") -> None:
-    print(f"\nSearch, first page of 50 with its capped count{label}:")
-    now = datetime.now(UTC)
-    for text, hours in SEARCHES:
-        query = parse_query(text).between(now - timedelta(hours=hours) if hours else None, None)
-        median, worst, page = timed(lambda q=query: search_errors(engine, q), repeat=5)
-        span = "all 30 d" if hours is None else f"last {hours} h"
-        report.add(f"search {text or '(everything)'!r}, {span}", median, TARGETS["query"],
-                   f"max {worst:.0f} ms, {page.total_text()} rows")
-    first = search_errors(engine, parse_query(""))
-    cursor = first.next_cursor
-    for _ in range(200):  # walk 200 pages deep, then time the next page
-        cursor = search_errors(engine, parse_query(""), cursor=cursor, with_total=False
-                               ).next_cursor
-    median, worst, _ = timed(lambda: search_errors(engine, parse_query(""), cursor=cursor,
-                                                   with_total=False))
-    report.add("search: a page 10,000 rows deep (cursor)", median, TARGETS["query"],
-               f"max {worst:.0f} ms")
-
-
-def bench_trends(engine: Any, report: Report) -> None:
-    print("\nTrends (build_trend; cold = a new rollup that has read nothing yet):")
-    for hours in (1, 24, 24 * 7, 24 * 30):
-        rollup = HourlyRollup(engine)
-        now = datetime.now(UTC)
-        began = time.perf_counter()
-        trend = build_trend(rollup, now - timedelta(hours=hours), now)
-        cold = (time.perf_counter() - began) * 1000
-        median, worst, trend = timed(lambda r=rollup, h=hours: build_trend(
-            r, datetime.now(UTC) - timedelta(hours=h), datetime.now(UTC)), repeat=5)
-        report.add(f"trends {hours} h, warm ({trend.bucket} buckets)", median, TARGETS["query"],
-                   f"max {worst:.0f} ms, {trend.total:,} errors")
-        report.add(f"trends {hours} h, cold", cold, None)
-
-
-# -- the browser ------------------------------------------------------------------------------
-def browser(chromium: str) -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-
-    options = Options()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1400,1000", "--disable-background-networking"):
-        options.add_argument(flag)
-    options.binary_location = chromium
-    driver = webdriver.Chrome(options=options)
-    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": OBSERVER_JS})
-    return driver
-
-
-def wait_js(driver: Any, script: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = driver.execute_script(script)
-        if value is not None:
-            return value
-        time.sleep(0.01)
-    raise TimeoutError(f"no answer from {script!r} within {timeout} s")
-
-
-def bench_page(driver: Any, url: str, report: Report) -> None:
-    print("\nPage load (navigation start -> live list rows and counts visible):")
-    loads = []
-    for i in range(8):
-        driver.get(url)
-        visible = wait_js(driver, "return window.__visibleAt")
-        if i > 0:  # the first load fills the browser cache and the server's rollup
-            loads.append(float(visible))
-    report.add("warm page load of / (median of 7)", statistics.median(loads), TARGETS["page"],
-               f"max {max(loads):.0f} ms")
-
-
-def bench_live(driver: Any, url: str, redis_url: str, channel: str, report: Report,
-               count: int = 60) -> None:
-    print("\nLive latency (PUBLISH -> row in the page's live list):")
-    driver.get(url)
-    wait_js(driver, "return window.__visibleAt")
+def measure_live(driver: Any, port: int, redis_url: str, channel: str,
+                 count: int = 40) -> tuple[float, float]:
+    page_load.load(driver, f"http://127.0.0.1:{port}/")
+    driver.execute_script(SEEN_JS)
     client = redis.Redis.from_url(redis_url)
     published: dict[str, float] = {}
-    for i in range(count):
-        error_id = f"live_{uuid.uuid4().hex}"
-        message = {"error_id": error_id, "error_type": "BenchError", "severity": "error",
-                   "error_message": f"live latency probe {i}", "category": "performance",
-                   "context": {"component": "Bench", "symbol": "SPY"}}
-        published[error_id] = time.time() * 1000
-        client.publish(channel, orjson.dumps(message))
-        time.sleep(0.2 + (i % 5) * 0.05)
-    time.sleep(2)
+    try:
+        for i in range(count):
+            error_id = f"live_{uuid.uuid4().hex}"
+            published[error_id] = time.time() * 1000
+            client.publish(channel, orjson.dumps({
+                "error_id": error_id, "error_type": "BenchError", "severity": "error",
+                "error_message": f"live latency probe {i}", "category": "performance",
+                "context": {"component": "Bench", "symbol": "SPY"}}))
+            time.sleep(0.2 + (i % 5) * 0.05)  # off the 1 s tick, so delays spread over it
+        time.sleep(2)
+    finally:
+        client.close()
     seen = driver.execute_script("return window.__seen")
-    client.close()
     delays = [seen[k] - t for k, t in published.items() if k in seen]
-    missing = count - len(delays)
-    report.add("publish -> visible, p50", statistics.median(delays), None)
-    report.add("publish -> visible, p95", p95(delays), TARGETS["live_p95"],
-               f"max {max(delays):.0f} ms, {missing} not seen")
+    if len(delays) < count:
+        print(f"  live: {count - len(delays)} of {count} never showed")
+    if not delays:
+        return float("inf"), float("inf")
+    return statistics.median(delays), read_counts.percentile(delays, 0.95)
 
 
-# -- main -------------------------------------------------------------------------------------
+def measure_size(url: str, args: argparse.Namespace, workdir: Path, ports: dict[str, int],
+                 result: SizeResult, on_monitor: Callable[[Any], None]) -> None:
+    channel = f"bench:{uuid.uuid4().hex}:errors"
+    spool = workdir / f"spool-{uuid.uuid4().hex[:8]}"
+    # retention_days past the loaded days: a start-up retention run must not cut the month.
+    settings = Settings(redis_url=args.redis_url, error_channel=channel, database_url=url,
+                        spool_dir=str(spool), log_file_path=str(workdir / "errors.log"),
+                        retention_days=args.days + 30)
+    monitor = app_module.build(settings)
+    on_monitor(monitor)
+    monitor.start()
+    deadline = time.monotonic() + 10
+    while not monitor.ingest.subscriber.subscribed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server = page_load.serve(monitor.dash_app.server)
+    on_monitor(server)
+    result.figures.update(measure_routes(monitor.dash_app.server.test_client(), args.repeat))
+    measure_export(server.effective_port, args.export_repeat, result)
+    result.figures.update(read_counts.references(monitor.engine, args.repeat))
+    ports = {**ports, "monitor": server.effective_port}
+    probes = {f"{ports['div']}/": page_load.MINIMAL, f"{ports['grid']}/": page_load.MINIMAL_GRID}
+    probes.update({f"{ports['monitor']}{path}": page_load.PAGES[path] for path in PAGES})
+    # A browser per size: its probes are keyed by port, and the monitor's port is new.
+    driver = page_load.browser(args.chromium, probes)
+    on_monitor(driver)
+    for name, values in measure_pages(driver, ports, args.loads).items():
+        result.figures[name] = (statistics.median(values), page_load.p95(values))
+    if args.live:
+        result.figures[LIVE] = measure_live(driver, ports["monitor"], args.redis_url, channel)
+
+
+# -- the table ----------------------------------------------------------------------------------
+def verdict(label: str, results: dict[int, SizeResult]) -> tuple[str, str | None]:
+    """(budget text, "ok"/"OVER ..." or None for a reference)."""
+    sizes = list(results)
+    small, large = results[sizes[0]].figures[label], results[sizes[-1]].figures[label]
+    within_ratio = large[1] <= RATIO * max(small[1], 1e-9)
+    if label.startswith("ref:") or label.startswith("minimal"):
+        return "", None
+    problems = []
+    if label.startswith("page "):
+        grid = {n: r.figures[page_load.MINIMAL_GRID_NAME][0] for n, r in results.items()}
+        budget = f"p50<={PAGE_MS:.0f}, <={PAGE_RATIO:g}x grid"
+        if any(r.figures[label][0] > PAGE_MS for r in results.values()):
+            problems.append("p50")
+        if any(r.figures[label][0] > PAGE_RATIO * grid[n] for n, r in results.items()):
+            problems.append("x grid")
+    else:
+        limit = LIVE_P95_MS if label == LIVE else route_budget(label)
+        budget = f"p95<={limit:.0f}"
+        if any(r.figures[label][1] > limit for r in results.values()):
+            problems.append("p95")
+        if label == CSV:
+            budget += f", RSS<={FLAT_MB:.0f}MB"
+            if any(r.csv_growth_mb > FLAT_MB for r in results.values()):
+                problems.append("memory")
+    if len(sizes) > 1 and not within_ratio:
+        problems.append("ratio")
+    return budget, "ok" if not problems else "OVER " + ",".join(problems)
+
+
+def reference_ratio(label: str, figures: dict[str, tuple[float, float]]) -> float | None:
+    if label.startswith("page ") or label == page_load.MINIMAL_NAME:
+        return figures[label][0] / figures[page_load.MINIMAL_GRID_NAME][0]
+    if label == LIVE:
+        return figures[label][1] / figures[INSERT_1][1]
+    if label.startswith("ref:") or label.startswith("minimal"):
+        return None
+    return figures[label][1] / figures[SELECT_1][1]
+
+
+def print_table(results: dict[int, SizeResult], store: str) -> int:
+    sizes = list(results)
+    first = results[sizes[0]].figures
+    labels = [k for k in first if not (k.startswith("ref:") or k.startswith("minimal"))]
+    labels += [k for k in first if k.startswith("minimal")] + [SELECT_1, INSERT_1]
+    width = max(len(k) for k in labels) + 2
+    head = f"{'route / page':<{width}}" + "".join(
+        f"{size_label(n) + ' p50':>11}{size_label(n) + ' p95':>11}" for n in sizes)
+    head += f"{'p95 ratio':>10}{'x ref':>10}  {'budget':<28}verdict"
+    print(f"\n{store}, ms; p95 ratio = {size_label(sizes[-1])}/{size_label(sizes[0])}; "
+          f"x ref at {size_label(sizes[-1])}")
+    print(head)
+    print("-" * len(head))
+    failed = 0
+    for label in labels:
+        line = f"{label:<{width}}"
+        for n in sizes:
+            p50, p95 = results[n].figures[label]
+            line += f"{p50:11.1f}{p95:11.1f}"
+        ratio = results[sizes[-1]].figures[label][1] / max(first[label][1], 1e-9)
+        ref = reference_ratio(label, results[sizes[-1]].figures)
+        budget, outcome = verdict(label, results)
+        failed += bool(outcome and outcome != "ok")
+        line += f"{ratio:9.2f}x" + (f"{ref:9.1f}x" if ref is not None else " " * 10)
+        print(line + f"  {budget:<28}{outcome or ''}")
+    print("\nx ref: routes and CSV p95 / SELECT 1 p95; pages p50 / the grid page's p50; "
+          "live p95 / the one-row INSERT's p95")
+    for n, result in results.items():
+        print(f"CSV export at {size_label(n)}: {result.csv_note}")
+    for n, result in results.items():
+        if result.load_s is None:
+            continue
+        budget = LOAD_BUDGET_S_PER_10M * n / 10_000_000
+        rate = f"{n / max(result.load_s, 1e-9):,.0f} rows/s"
+        if store == "postgres":
+            ok = result.load_s <= budget
+            failed += not ok
+            print(f"load at {size_label(n)}: {result.load_s:.1f} s, {rate} (budget "
+                  f"{budget:.1f} s: 10 min for 10M, prorated) {'ok' if ok else 'OVER'}")
+        else:
+            print(f"load at {size_label(n)}: {result.load_s:.1f} s, {rate} (SQLite through "
+                  f"the app's write path; 10M would take ~{1e7 / (n / result.load_s) / 60:.0f}"
+                  " min; no budget)")
+    print(f"\n{failed} row(s) over budget" if failed else "\nevery figure within budget")
+    return failed
+
+
+# -- main ---------------------------------------------------------------------------------------
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default="1000000,10000000")
+    parser.add_argument("--store", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--keep", action="store_true", help="keep the database at the end")
-    parser.add_argument("--reuse", action="store_true", help="use an already loaded database")
-    parser.add_argument("--trigram", action="store_true",
-                        help="also measure search with the optional pg_trgm indexes")
+    parser.add_argument("--repeat", type=int, default=30, help="calls per route")
+    parser.add_argument("--export-repeat", type=int, default=5,
+                        help=f"full reads of the {EXPORT_ROWS:,}-row CSV export")
+    parser.add_argument("--loads", type=int, default=7, help="warm loads per page")
+    parser.add_argument("--live", action="store_true",
+                        help="also measure PUBLISH -> row in the Overview's live list")
+    parser.add_argument("--keep", action="store_true", help="keep the stores at the end")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure stores an earlier --keep run left (no loading)")
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--chromium", default="/usr/lib/chromium/chromium")
     args = parser.parse_args()
+    sizes = [int(x) for x in args.rows.split(",")]
     logging.basicConfig(level=logging.WARNING)
 
-    url = prepare_database(args.pg_admin_url, args.rows, args.days, args.reuse)
-    report = Report()
     workdir = tempfile.TemporaryDirectory(prefix="bench-dashboard-")
-    channel = f"bench:{uuid.uuid4().hex}:errors"
-    settings = Settings(redis_url=args.redis_url, error_channel=channel, database_url=url,
-                        spool_dir=str(Path(workdir.name) / "spool"),
-                        log_file_path=str(Path(workdir.name) / "errors.log"))
-    monitor = app_module.build(settings)
-    monitor.start()
-    server = None
-    driver = None
+    results: dict[int, SizeResult] = {}
+    loaded: list[int] = []
+    minimal = [page_load.serve(page_load.minimal_app(False).server),
+               page_load.serve(page_load.minimal_app(True).server)]
+    ports = {"div": minimal[0].effective_port, "grid": minimal[1].effective_port}
     try:
-        deadline = time.monotonic() + 10
-        while not monitor.ingest.subscriber.subscribed and time.monotonic() < deadline:
-            time.sleep(0.05)
-        from waitress.server import create_server
-
-        server = create_server(monitor.dash_app.server, host="127.0.0.1", port=0, threads=8)
-        threading.Thread(target=server.run, name="bench-waitress", daemon=True).start()
-        page_url = f"http://127.0.0.1:{server.effective_port}/"
-        # Fill the ring buffer as a busy day would, so every tick has a full ring to look at.
-        client = redis.Redis.from_url(args.redis_url)
-        pipe = client.pipeline(transaction=False)
-        for i in range(2000):
-            pipe.publish(channel, orjson.dumps({
-                "error_id": f"ring_{i}_{uuid.uuid4().hex[:8]}", "severity": "warning",
-                "error_type": "WarmupWarning", "category": "performance",
-                "error_message": f"warm-up {i}", "context": {"component": "Bench"}}))
-        pipe.execute()
-        client.close()
-        time.sleep(2)
-
-        driver = browser(args.chromium)
-        bench_page(driver, page_url, report)
-        bench_live(driver, page_url, args.redis_url, channel, report)
-        bench_callbacks(monitor, report)
-        engine = make_engine(url)
-        bench_search(engine, report)
-        bench_trends(engine, report)
-        if args.trigram:
-            began = time.perf_counter()
-            made = create_trigram_indexes(engine)
-            print(f"\ntrigram indexes: {'made' if made else 'not available'} in "
-                  f"{time.perf_counter() - began:.1f} s")
-            if made:
-                with engine.connect() as conn:
-                    conn.exec_driver_sql("ANALYZE error_logs")
-                bench_search(engine, report, " (with the optional trigram indexes)")
-        engine.dispose()
+        for rows in sizes:
+            print(f"{size_label(rows)} rows ({args.store}):", flush=True)
+            result = results[rows] = SizeResult()
+            if args.reuse:
+                url = (read_counts.db_url(args.pg_admin_url, pg_name(rows))
+                       if args.store == "postgres" else f"sqlite:///{sqlite_path(rows)}")
+            else:
+                loaded.append(rows)  # before the load: a half-loaded store is dropped too
+                if args.store == "sqlite" and rows >= 1_000_000:
+                    print(f"  SQLite loads through the app's write path at ~2,300 rows/s "
+                          f"here: expect ~{rows / 2300 / 60:.0f} min", flush=True)
+                url, result.load_s = (load_postgres(args.pg_admin_url, rows, args.days)
+                                      if args.store == "postgres"
+                                      else load_sqlite(rows, args.days))
+            opened: list[Any] = []
+            try:
+                measure_size(url, args, Path(workdir.name), ports, result, opened.append)
+            finally:
+                for thing in reversed(opened):  # browser, then server, then the monitor
+                    with contextlib.suppress(Exception):
+                        (thing.quit if hasattr(thing, "quit") else
+                         thing.close if hasattr(thing, "close") else thing.stop)()
+            for label, (p50, p95) in result.figures.items():  # now: a later size may fail
+                print(f"    {label:<52} p50 {p50:8.1f} ms   p95 {p95:8.1f} ms", flush=True)
+            print(f"    {result.csv_note}", flush=True)
+        return 1 if print_table(results, args.store) else 0
     finally:
-        if driver is not None:
-            driver.quit()
-        if server is not None:
+        for server in minimal:
             server.close()
-        monitor.stop()
+        if not args.keep:
+            for rows in loaded:
+                with contextlib.suppress(Exception):
+                    drop_store(args.store, args.pg_admin_url, rows)
         workdir.cleanup()
-        if not args.keep and not args.reuse:
-            with contextlib.suppress(psycopg2.Error):
-                drop_database(args.pg_admin_url)
-    print(f"\n{report.failed} figure(s) over target" if report.failed else
-          "\nevery figure within its target")
-    return 1 if report.failed else 0
 
 
 if __name__ == "__main__":

@@ -79,6 +79,8 @@ PAGES: dict[str, str] = {
 }
 MINIMAL = "document.getElementById('minimal-ready')"
 MINIMAL_GRID = "document.querySelector('#minimal-grid .ag-row[row-id]')"
+MINIMAL_NAME = "minimal page (one html.Div)"
+MINIMAL_GRID_NAME = "minimal page (dbc + ag-grid, 100 rows)"
 
 OBSERVER_JS = """
 window.__shownAt = null;
@@ -249,6 +251,16 @@ def load(driver: Any, url: str, timeout: float = 15.0) -> float:
     raise TimeoutError(f"{url}: its data did not show within {timeout} s")
 
 
+def round_robin(driver: Any, urls: dict[str, str], loads: int) -> dict[str, list[float]]:
+    """`loads` timed loads of each named URL, taken in turns so that a slow spell of the
+    machine falls on every page alike rather than on one."""
+    times: dict[str, list[float]] = {name: [] for name in urls}
+    for _ in range(loads):
+        for name, url in urls.items():
+            times[name].append(load(driver, url))
+    return times
+
+
 def transfer(driver: Any) -> tuple[int, int]:
     """(bytes received, bytes decoded) for the resources of the page just loaded."""
     sizes = driver.execute_script(
@@ -301,8 +313,8 @@ def main() -> int:
         servers = [serve(monitor.dash_app.server), serve(minimal_app(False).server),
                    serve(minimal_app(True).server)]
         ports = [s.effective_port for s in servers]
-        targets = {"minimal page (one html.Div)": (ports[1], "/", MINIMAL),
-                   "minimal page (dbc + ag-grid, 100 rows)": (ports[2], "/", MINIMAL_GRID)}
+        targets = {MINIMAL_NAME: (ports[1], "/", MINIMAL),
+                   MINIMAL_GRID_NAME: (ports[2], "/", MINIMAL_GRID)}
         targets.update({path: (ports[0], path, js) for path, js in pages.items()})
         driver = browser(args.chromium,
                          {f"{port}{path}": js for port, path, js in targets.values()})
@@ -327,13 +339,11 @@ def main() -> int:
                 twice = [out for out, n in Counter(e[1] for e in ran).items() if n > 1]
                 calls[name] = (len(before), twice)
 
-        times: dict[str, list[float]] = {name: [] for name in targets}
-        for _ in range(args.loads):
-            for name, (port, path, _) in targets.items():
-                times[name].append(load(driver, f"http://127.0.0.1:{port}{path}"))
+        times = round_robin(driver, {name: f"http://127.0.0.1:{port}{path}"
+                                     for name, (port, path, _) in targets.items()}, args.loads)
 
-        floor = statistics.median(times["minimal page (one html.Div)"])
-        yardstick = statistics.median(times["minimal page (dbc + ag-grid, 100 rows)"])
+        floor = statistics.median(times[MINIMAL_NAME])
+        yardstick = statistics.median(times[MINIMAL_GRID_NAME])
         print(f"\nwarm load until the data shows, {args.loads} loads each "
               f"({args.store}, {args.rows:,} rows)")
         head = (f"{'page':<40} {'p50 ms':>7} {'p95 ms':>7} {'x div':>6} {'x grid':>7} "

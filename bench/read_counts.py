@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import psycopg2
 
@@ -38,6 +39,7 @@ from flask import Flask
 from dashboard.api import create_api_blueprint
 from dashboard.errors import install_error_handlers
 from queries.count_tables import pg_add_table_rows
+from queries.dialects import db_time
 from queries.engine import make_engine
 from queries.schema import create_schema
 from retention.partitions import ensure_days
@@ -45,7 +47,24 @@ from retention.partitions import ensure_days
 BUDGET_MS = 50.0
 RATIO = 1.5
 
-# One day of rows: twelve scenarios, 500 symbols, 1% critical, 39% error, 60% warning.
+# (category, component, operation, error_type, message): the twelve kinds of error loaded.
+SCENARIOS = (
+    ("pattern", "PatternDetector", "detect_doji", "PatternDetectionError", "Doji failed"),
+    ("indicator", "IndicatorCalculator", "calculate_rsi", "IndicatorError", "RSI short"),
+    ("database", "DatabaseWriter", "write_ohlcv", "OperationalError", "timeout"),
+    ("network", "HistoricalLoader", "load_bars", "PolygonAPIError", "429 from Polygon"),
+    ("validation", "BarValidator", "validate", "DataValidationError", "high < low"),
+    ("performance", "BatchRunner", "run", "SlowOperationWarning", "import slow"),
+    ("configuration", "ConfigLoader", "load", "ConfigurationError", "key not set"),
+    ("security", "ApiGateway", "authenticate", "AuthenticationError", "bad token"),
+    ("integration", "AppBridge", "forward", "IntegrationError", "no ack"),
+    ("websocket", "StreamClient", "receive", "WebSocketError", "closed 1006"),
+    ("redis", "EventPublisher", "publish", "RedisError", "connection reset"),
+    ("unknown", "Worker", "run", "RuntimeError", "unexpected"),
+)
+
+# One day of rows: the scenarios in turn (row g is SCENARIOS[g * 7 % 12]), 500 symbols,
+# 1% critical, 39% error, 60% warning.
 LOAD_DAY_SQL = """
 INSERT INTO error_logs (error_id, error_type, error_message, severity, category, source,
                         component, operation, symbol, context, "timestamp", received_at,
@@ -59,21 +78,11 @@ FROM generate_series(1, %(rows)s) AS g
 CROSS JOIN LATERAL (SELECT %(start)s::timestamptz
                     + (g::float8 / %(rows)s) * interval '1 day' AS ts) AS at
 JOIN (VALUES
-  (0, 'pattern', 'PatternDetector', 'detect_doji', 'PatternDetectionError', 'Doji failed'),
-  (1, 'indicator', 'IndicatorCalculator', 'calculate_rsi', 'IndicatorError', 'RSI short'),
-  (2, 'database', 'DatabaseWriter', 'write_ohlcv', 'OperationalError', 'timeout'),
-  (3, 'network', 'HistoricalLoader', 'load_bars', 'PolygonAPIError', '429 from Polygon'),
-  (4, 'validation', 'BarValidator', 'validate', 'DataValidationError', 'high < low'),
-  (5, 'performance', 'BatchRunner', 'run', 'SlowOperationWarning', 'import slow'),
-  (6, 'configuration', 'ConfigLoader', 'load', 'ConfigurationError', 'key not set'),
-  (7, 'security', 'ApiGateway', 'authenticate', 'AuthenticationError', 'bad token'),
-  (8, 'integration', 'AppBridge', 'forward', 'IntegrationError', 'no ack'),
-  (9, 'websocket', 'StreamClient', 'receive', 'WebSocketError', 'closed 1006'),
-  (10, 'redis', 'EventPublisher', 'publish', 'RedisError', 'connection reset'),
-  (11, 'unknown', 'Worker', 'run', 'RuntimeError', 'unexpected')
+{scenarios}
 ) AS t(k, category, component, operation, error_type, message) ON t.k = (g * 7) %% 12
 WHERE at.ts < %(end)s
-"""
+""".replace("{scenarios}", ",\n".join(
+    f"  ({k}, " + ", ".join(f"'{v}'" for v in row) + ")" for k, row in enumerate(SCENARIOS)))
 
 ROUTES = (
     ("statistics?hours=24", "/api/errors/statistics?hours=24"),
@@ -125,15 +134,33 @@ def sample(action: Callable[[], Any], repeat: int) -> tuple[float, float]:
     return statistics.median(times), percentile(times, 0.95)
 
 
-def load(admin_url: str, rows: int, days: int) -> tuple[str, float]:
-    name = f"tsem_bench_counts_{rows}"
+def db_name(rows: int) -> str:
+    return f"tsem_bench_counts_{rows}"
+
+
+def db_url(admin_url: str, name: str) -> str:
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop(admin_url: str, name: str) -> None:
+    admin = psycopg2.connect(admin_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+def load(admin_url: str, rows: int, days: int, name: str | None = None) -> tuple[str, float]:
+    """Make database `name` (default db_name(rows)) afresh and load it; (URL, seconds the
+    inserts took, VACUUM not included)."""
+    name = name or db_name(rows)
     admin = psycopg2.connect(admin_url)
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         cur.execute(f'CREATE DATABASE "{name}"')
     admin.close()
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    url = db_url(admin_url, name)
     engine = make_engine(url)
     create_schema(engine)
     engine.dispose()
@@ -185,6 +212,24 @@ def measure(url: str, repeat: int) -> dict[str, tuple[float, float]]:
             response = client.get(path)
             assert response.status_code == 200, (path, response.status_code)
         figures[label] = sample(call, repeat)
+    print(f"  counting one day out (as DETACH does): {detach_one_day(engine)}")
+    figures.update(references(engine, repeat))
+    engine.dispose()
+    return figures
+
+
+def references(engine: Any, repeat: int) -> dict[str, tuple[float, float]]:
+    """(p50, p95) of a `SELECT 1` round trip and of a one-row INSERT + commit through the
+    count path (PostgreSQL's statement triggers, SQLite's row triggers)."""
+    dialect = engine.dialect.name
+    columns = ("error_id, error_message, severity, category, context, \"timestamp\", "
+               "received_at")
+    if dialect == "postgresql":
+        statement = (f"INSERT INTO error_logs ({columns}) "
+                     "VALUES (%s, 'x', 'warning', 'unknown', '{}', %s, %s)")
+    else:  # SQLite fills no id of its own (the batch writer makes it, as here)
+        statement = (f"INSERT INTO error_logs (id, {columns}) "
+                     "VALUES (?, ?, 'x', 'warning', 'unknown', '{}', ?, ?)")
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
@@ -196,15 +241,26 @@ def measure(url: str, repeat: int) -> dict[str, tuple[float, float]]:
         counter = iter(range(10**9))
 
         def insert_one() -> None:
-            now = datetime.now(UTC)
-            cur.execute(
-                "INSERT INTO error_logs (error_id, error_message, severity, category, "
-                "context, \"timestamp\", received_at) VALUES (%s, 'x', 'warning', 'unknown', "
-                "'{}', %s, %s)", (f"ref_{time.time_ns()}_{next(counter)}", now, now))
+            now = db_time(datetime.now(UTC), dialect)
+            key = f"ref_{time.time_ns()}_{next(counter)}"
+            values = (key, now, now) if dialect == "postgresql" else (uuid4().hex, key, now, now)
+            cur.execute(statement, values)
             raw.commit()
 
-        # What retention's DETACH of one day adds (the ingest waits meanwhile): counting
-        # the day's rows out, in a transaction rolled back.
+        figures = {"ref: SELECT 1": sample(select_one, repeat),
+                   "ref: one-row INSERT + commit": sample(insert_one, repeat)}
+        cur.close()
+    finally:
+        raw.close()
+    return figures
+
+
+def detach_one_day(engine: Any) -> str:
+    """What retention's DETACH of one day adds (the ingest waits meanwhile): counting the
+    day's rows out, in a transaction rolled back."""
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
         cur.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                     "WHERE i.inhparent = 'error_logs'::regclass AND c.relname <> "
                     "'error_logs_default' ORDER BY c.relname LIMIT 1 OFFSET 2")
@@ -216,15 +272,10 @@ def measure(url: str, repeat: int) -> dict[str, tuple[float, float]]:
             cur.execute(statement)
         elapsed = (time.perf_counter() - began) * 1000
         raw.rollback()
-        print(f"  counting one day out ({day}, {day_rows:,} rows, as DETACH does): "
-              f"{elapsed:.0f} ms")
-        figures["ref: SELECT 1"] = sample(select_one, repeat)
-        figures["ref: one-row INSERT + commit"] = sample(insert_one, repeat)
         cur.close()
     finally:
         raw.close()
-    engine.dispose()
-    return figures
+    return f"{day}, {day_rows:,} rows, {elapsed:.0f} ms"
 
 
 def main() -> int:
@@ -244,18 +295,14 @@ def main() -> int:
     for rows in sizes:
         print(f"{rows:,} rows:")
         if args.reuse:
-            url = args.pg_admin_url.rsplit("/", 1)[0] + f"/tsem_bench_counts_{rows}"
+            url = db_url(args.pg_admin_url, db_name(rows))
         else:
             url, _ = load(args.pg_admin_url, rows, args.days)
         results[rows] = measure(url, args.repeat)
         for label, (p50, p95) in results[rows].items():  # at once: a later size may fail
             print(f"    {label:<30} p50 {p50:8.2f} ms   p95 {p95:8.2f} ms", flush=True)
         if not args.keep and not args.reuse:
-            admin = psycopg2.connect(args.pg_admin_url)
-            admin.autocommit = True
-            with admin.cursor() as cur:
-                cur.execute(f'DROP DATABASE IF EXISTS "tsem_bench_counts_{rows}" WITH (FORCE)')
-            admin.close()
+            drop(args.pg_admin_url, db_name(rows))
     small, large = sizes[0], sizes[-1]
     head = f"{'route':<30}" + "".join(f"{f'{n / 1e6:g}M p50':>10}{f'{n / 1e6:g}M p95':>10}"
                                       for n in sizes)
