@@ -27,8 +27,8 @@ WEB_THIRD_PARTY = ("dash", "dash_ag_grid", "dash_bootstrap_components", "flask",
                    "werkzeug")
 REDIS = ("redis", "hiredis")
 # What a feature's web modules may take from the web shell.
-SHELL_SHARED = ("dashboard.components", "dashboard.detail", "dashboard.ids",
-                "dashboard.params")
+SHELL_SHARED = ("dashboard.components", "dashboard.detail", "dashboard.figures",
+                "dashboard.ids", "dashboard.params")
 WEB_MODULES = ("alerts.api", "alerts.page", "groups.api", "groups.page", "jobs.api",
                "jobs.page", "live.follower", "live.view")
 # Another feature raises and shows alerts through their names and their store, nothing else.
