@@ -256,6 +256,8 @@ def main() -> int:
             print(f"  archive                {len(report.archive_files):>10} files, "
                   f"{size / 1e6:.1f} MB")
         print(f"  rows left              {left:>10,}")
+        for note in report.notes:  # e.g. a day deleted in batches because its lock stayed busy
+            print(f"  note                   {note}")
         print(f"ingest at {args.rate:,} msg/s (measured {rate:,.0f} msg/s stored):")
         print(f"  published / stored     {published:>10,} / {stored_live:,}   lost {lost}  "
               f"(received {counters['received']:,}, dropped {counters['dropped']}, "
