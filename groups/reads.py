@@ -51,7 +51,8 @@ def _group(row: Any, now: datetime) -> dict[str, Any]:
 def list_groups(engine: Engine, state: str | None = None, hours: int | None = None,
                 q: str | None = None, sort: str = "last_seen", limit: int = 100,
                 now: datetime | None = None) -> list[dict[str, Any]]:
-    """Groups newest (or biggest) first, with their top symbols and a 24-hour count series."""
+    """Groups newest (or biggest) first, with their top symbols and counts for the last 24
+    clock hours (the current one last)."""
     now = now or datetime.now(UTC)
     query = select(error_groups)
     if state == "ignored":
@@ -76,7 +77,10 @@ def list_groups(engine: Engine, state: str | None = None, hours: int | None = No
         groups = [_group(row, now) for row in conn.execute(query)]
         fingerprints = [g["fingerprint"] for g in groups]
         symbols = _top_symbols(conn, fingerprints)
-        series = _hourly(conn, fingerprints, now - timedelta(hours=24), now)
+        # The strip's 24 slots are clock hours, the current one last (as far as it has come):
+        # each is one bucket of the groups' count table, whatever the rows.
+        start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
+        series = _hourly(conn, fingerprints, start, start + timedelta(hours=24))
     for group in groups:
         group["topSymbols"] = symbols.get(group["fingerprint"], [])
         group["hourly"] = series.get(group["fingerprint"], [0] * 24)

@@ -321,6 +321,16 @@ def group_slot_counts(conn: Connection, fingerprints: Sequence[str], start: date
         plan = cover(start + k * step, start + (k + 1) * step, GROUP_GRAINS)
         bucket_ranges.extend(plan.buckets)
         raw.extend(plan.raw)
+    # Slots on whole hours give one bucket each, end to end: as one range per grain the
+    # query is one index range, not an OR of a hundred (which PostgreSQL answers by reading
+    # the whole table: 250 ms at 1M rows).
+    merged: list[tuple[int, int, int | None]] = []
+    for grain, first, stop in sorted(bucket_ranges, key=lambda r: (r[0], r[1])):
+        if merged and merged[-1][0] == grain and merged[-1][2] == first:
+            merged[-1] = (grain, merged[-1][1], stop)
+        else:
+            merged.append((grain, first, stop))
+    bucket_ranges = merged
     fps = {f"fp{i}": fp for i, fp in enumerate(fingerprints)}
     names = ", ".join(f":{name}" for name in fps)
     start_s = _micros(start) // _US
