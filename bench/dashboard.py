@@ -259,14 +259,7 @@ def routes(now: datetime) -> list[tuple[str, str]]:
 
 
 def measure_routes(client: Any, repeat: int) -> dict[str, tuple[float, float]]:
-    figures = {}
-    for label, path in routes(datetime.now(UTC)):
-        def call(path: str = path) -> None:
-            response = client.get(path)
-            if response.status_code != 200:
-                raise RuntimeError(f"{path}: {response.status_code} {response.data[:300]!r}")
-        figures[label] = read_counts.sample(call, repeat)
-    return figures
+    return read_counts.time_routes(client, routes(datetime.now(UTC)), repeat)
 
 
 def rss_mb() -> float:
@@ -394,7 +387,7 @@ def measure_size(url: str, args: argparse.Namespace, workdir: Path, ports: dict[
     driver = page_load.browser(args.chromium, probes)
     on_monitor(driver)
     for name, values in measure_pages(driver, ports, args.loads).items():
-        result.figures[name] = (statistics.median(values), page_load.p95(values))
+        result.figures[name] = (statistics.median(values), read_counts.percentile(values, 0.95))
     if args.live:
         result.figures[LIVE] = measure_live(driver, ports["monitor"], args.redis_url, channel)
 

@@ -51,6 +51,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from read_counts import percentile  # bench/, beside this script
+
 import app as app_module
 from dashboard import ids
 from settings import Settings
@@ -270,11 +272,6 @@ def transfer(driver: Any) -> tuple[int, int]:
     return sum(s[0] for s in sizes), sum(s[1] for s in sizes)
 
 
-def p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=5000)
@@ -362,7 +359,7 @@ def main() -> int:
                 verdict = "ok" if ok else "OVER"
                 if twice:
                     verdict += f" ran twice: {', '.join(twice)}"
-            print(f"{name:<40} {p50:7.0f} {p95(values):7.0f} {p50 / floor:6.2f} "
+            print(f"{name:<40} {p50:7.0f} {percentile(values, 0.95):7.0f} {p50 / floor:6.2f} "
                   f"{p50 / yardstick:7.2f} {'' if before is None else before:>9} "
                   f"{received / 1024:8.0f}/{raw / 1024:<9.0f}  {verdict}")
         print("\nrequests: _dash-update-component requests answered before the data showed")
