@@ -44,6 +44,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
 from queries import count_tables
+from queries.planner_stats import pg_statistics_ddl
 from queries.records import COLUMN_LIMITS, as_utc
 
 metadata = MetaData()
@@ -523,7 +524,7 @@ def _install_counts_pg(conn, fresh: bool) -> None:
     tables = count_tables.pg_count_tables_of_error_logs(cur)
     cur.close()
     for table in tables:
-        for statement in count_tables.pg_trigger_ddl(table):
+        for statement in count_tables.pg_trigger_ddl(table) + pg_statistics_ddl(table):
             conn.exec_driver_sql(statement)
     if fresh:
         for statement in count_tables.backfill_sql("postgresql"):

@@ -220,3 +220,52 @@ def test_trigram_setting_on_sqlite_says_it_cannot(sqlite_url, caplog) -> None:
     create_schema(engine)
     ensure_trigram_indexes(engine, True)
     assert "could not be made" in caplog.text
+
+
+def _expected_rows(engine, query: SearchQuery) -> float:
+    """The rows PostgreSQL's planner expects the search's conditions to match."""
+    from sqlalchemy import select
+
+    from queries.schema import error_logs
+    statement = select(error_logs.c.error_id).where(*conditions(query)).compile(
+        engine, compile_kwargs={"literal_binds": True})
+    with engine.connect() as conn:
+        plan = conn.execute(text(f"EXPLAIN (FORMAT JSON) {statement}")).scalar_one()
+    return plan[0]["Plan"]["Plan Rows"]
+
+
+def test_the_planner_knows_which_severity_and_category_go_together(pg_engine) -> None:
+    """Criticals here come from `pattern` only. Taking the two columns as independent, the
+    planner expected dozens of critical database errors per day and walked the timestamp
+    index for them through every row of a month; with the pairs' statistics on each
+    partition it expects next to none, and uses the columns' indexes."""
+    from retention.partitions import ensure_days
+
+    today = NOW.date()
+    raw = pg_engine.raw_connection()
+    try:
+        ensure_days(raw.driver_connection, [today - timedelta(days=1), today])
+    finally:
+        raw.close()
+    categories = ("database", "network", "pattern", "redis", "validation")
+    with pg_engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO error_logs (error_id, severity, category, context, \"timestamp\") "
+            "SELECT 'e' || g, CASE WHEN g % 50 = 0 THEN 'critical' ELSE 'warning' END, "
+            "CASE WHEN g % 50 = 0 THEN 'pattern' ELSE (:cats)[1 + g % 5] END, '{}', "
+            ":now - g * interval '4 seconds' FROM generate_series(1, 20000) g"),
+            {"cats": list(categories), "now": NOW})
+        conn.execute(text("ANALYZE error_logs"))
+    rare = parse_query("severity:critical category:database").between(
+        NOW - timedelta(days=2), None)
+    assert _expected_rows(pg_engine, rare) <= 5
+    assert search_errors(pg_engine, rare).items == []
+
+    # A store made before the statistics existed gets them, filled, at its next start.
+    with pg_engine.begin() as conn:
+        for name in conn.execute(text("SELECT stxname FROM pg_statistic_ext")).scalars():
+            conn.execute(text(f'DROP STATISTICS "{name}"'))
+        conn.execute(text("ANALYZE error_logs"))
+    assert _expected_rows(pg_engine, rare) > 20  # what independence gives: 20,000 x 2% x 20%
+    create_schema(pg_engine)
+    assert _expected_rows(pg_engine, rare) <= 5
