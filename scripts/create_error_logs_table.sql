@@ -38,8 +38,9 @@ CREATE INDEX IF NOT EXISTS idx_error_logs_timestamp  ON error_logs ("timestamp")
 CREATE INDEX IF NOT EXISTS idx_error_logs_received_at ON error_logs (received_at);
 CREATE INDEX IF NOT EXISTS idx_error_logs_severity   ON error_logs (severity);
 CREATE INDEX IF NOT EXISTS idx_error_logs_category   ON error_logs (category);
-CREATE INDEX IF NOT EXISTS idx_error_logs_symbol     ON error_logs (symbol);
-CREATE INDEX IF NOT EXISTS idx_error_logs_error_type ON error_logs (error_type);
+-- A symbol's (a type's) errors newest first: a search for one reads its rows, not the window's.
+CREATE INDEX IF NOT EXISTS idx_error_logs_symbol_ts     ON error_logs (symbol, "timestamp");
+CREATE INDEX IF NOT EXISTS idx_error_logs_error_type_ts ON error_logs (error_type, "timestamp");
 CREATE INDEX IF NOT EXISTS idx_error_logs_error_id   ON error_logs (error_id);
 -- An error group's events, newest first.
 CREATE INDEX IF NOT EXISTS idx_error_logs_fingerprint ON error_logs (fingerprint, "timestamp");

@@ -269,3 +269,64 @@ def test_the_planner_knows_which_severity_and_category_go_together(pg_engine) ->
     assert _expected_rows(pg_engine, rare) > 20  # what independence gives: 20,000 x 2% x 20%
     create_schema(pg_engine)
     assert _expected_rows(pg_engine, rare) <= 5
+
+
+def _rows_read(engine, query: SearchQuery) -> int:
+    """How many rows the page query of `query` read and threw away (EXPLAIN ANALYZE)."""
+    from sqlalchemy import select
+
+    from queries.schema import error_logs
+    statement = (select(error_logs.c.error_id).where(*conditions(query))
+                 .order_by(error_logs.c.timestamp.desc(), error_logs.c.error_id.desc())
+                 .limit(51)).compile(engine, compile_kwargs={"literal_binds": True})
+    with engine.connect() as conn:
+        plan = conn.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}")).scalar_one()
+
+    def removed(node: dict) -> int:
+        return (node.get("Rows Removed by Filter", 0) * node.get("Actual Loops", 1)
+                + sum(removed(child) for child in node.get("Plans", ())))
+    return removed(plan[0]["Plan"])
+
+
+def test_a_symbol_search_reads_that_symbols_rows_only(pg_engine) -> None:
+    """SYM7's 200 rows are all warnings among 20,000. `symbol:SYM7 severity:error` matches
+    none: the plain symbol index left the planner walking the day's rows in time order,
+    filtering every one; (symbol, timestamp) reads SYM7's rows, newest first, and no more."""
+    from retention.partitions import ensure_days
+
+    raw = pg_engine.raw_connection()
+    try:
+        ensure_days(raw.driver_connection, [NOW.date() - timedelta(days=1), NOW.date()])
+    finally:
+        raw.close()
+    with pg_engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO error_logs (error_id, severity, category, symbol, context, "
+            "\"timestamp\") SELECT 'e' || g, CASE WHEN g % 100 = 7 OR g % 3 = 0 "
+            "THEN 'warning' ELSE 'error' END, 'pattern', 'SYM' || (g % 100), '{}', "
+            ":now - g * interval '4 seconds' FROM generate_series(1, 20000) g"),
+            {"now": NOW})
+        conn.execute(text("ANALYZE error_logs"))
+    query = parse_query("symbol:SYM7 severity:error").between(NOW - timedelta(hours=24), None)
+    assert search_errors(pg_engine, query).items == []
+    assert _rows_read(pg_engine, query) <= 200
+
+
+@pytest.mark.parametrize("db_url", ["postgresql", "sqlite"], indirect=True)
+def test_a_store_with_the_older_indexes_gets_the_new_ones_at_start(db_url) -> None:
+    engine = make_engine(db_url)
+    try:
+        create_schema(engine)
+        with engine.begin() as conn:  # the indexes as an older version made them
+            conn.execute(text("DROP INDEX idx_error_logs_symbol_ts"))
+            conn.execute(text("DROP INDEX idx_error_logs_error_type_ts"))
+            conn.execute(text("CREATE INDEX idx_error_logs_symbol ON error_logs (symbol)"))
+            conn.execute(text("CREATE INDEX idx_error_logs_error_type ON error_logs "
+                              "(error_type)"))
+        create_schema(engine)
+        from sqlalchemy import inspect
+        names = {index["name"] for index in inspect(engine).get_indexes("error_logs")}
+        assert {"idx_error_logs_symbol_ts", "idx_error_logs_error_type_ts"} <= names
+        assert not names & {"idx_error_logs_symbol", "idx_error_logs_error_type"}
+    finally:
+        engine.dispose()
