@@ -8,7 +8,10 @@ Larger differences live with the feature they serve, because only PostgreSQL has
 - daily partitions of error_logs and dropping whole days (retention/partitions.py, run.py);
 - advisory locks (retention/run.py; SQLite runs use an flock, retention/run_lock.py);
 - json_populate_recordset for restores (retention/restore.py);
-- trigram indexes for free-text search (queries/search.py).
+- trigram indexes for free-text search (queries/search.py);
+- the planner's statistics of severity x category on each partition
+  (queries/planner_stats.py), where SQLite gets an index of the pair instead
+  (queries/schema.py: SQLITE_INDEXES).
 """
 
 from __future__ import annotations

@@ -330,3 +330,27 @@ def test_a_store_with_the_older_indexes_gets_the_new_ones_at_start(db_url) -> No
         assert not names & {"idx_error_logs_symbol", "idx_error_logs_error_type"}
     finally:
         engine.dispose()
+
+
+def test_sqlite_seeks_a_severity_and_category_pair(sqlite_url) -> None:
+    """Without column statistics SQLite took the category's index for `severity:critical
+    category:database` and read every database error to find none; the pair's index seeks
+    them. What it would read is asked of SQLite itself (EXPLAIN QUERY PLAN)."""
+    from sqlalchemy import select
+
+    from queries.schema import error_logs
+    engine = make_engine(sqlite_url)
+    try:
+        create_schema(engine)
+        query = parse_query("severity:critical category:database").between(
+            NOW - timedelta(days=30), None)
+        statement = (select(error_logs.c.error_id).where(*conditions(query))
+                     .order_by(error_logs.c.timestamp.desc()).limit(51)
+                     .compile(engine, compile_kwargs={"literal_binds": True}))
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+            plan = " ".join(row[3] for row in conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {statement}"))
+        assert "idx_error_logs_category_severity_ts (category=? AND severity=?" in plan
+    finally:
+        engine.dispose()
