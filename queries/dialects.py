@@ -10,8 +10,7 @@ Larger differences live with the feature they serve, because only PostgreSQL has
 - json_populate_recordset for restores (retention/restore.py);
 - trigram indexes for free-text search (queries/search.py);
 - the planner's statistics of severity x category on each partition
-  (queries/planner_stats.py), where SQLite gets an index of the pair instead
-  (queries/schema.py: SQLITE_INDEXES).
+  (queries/planner_stats.py): SQLite keeps none.
 """
 
 from __future__ import annotations

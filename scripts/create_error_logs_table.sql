@@ -37,7 +37,9 @@ CREATE TABLE IF NOT EXISTS error_logs_default PARTITION OF error_logs DEFAULT;
 CREATE INDEX IF NOT EXISTS idx_error_logs_timestamp  ON error_logs ("timestamp");
 CREATE INDEX IF NOT EXISTS idx_error_logs_received_at ON error_logs (received_at);
 CREATE INDEX IF NOT EXISTS idx_error_logs_severity   ON error_logs (severity);
-CREATE INDEX IF NOT EXISTS idx_error_logs_category   ON error_logs (category);
+-- A severity and category pair newest first (a rare pair is a seek, not a read of both).
+CREATE INDEX IF NOT EXISTS idx_error_logs_category_severity_ts
+    ON error_logs (category, severity, "timestamp");
 -- A symbol's (a type's) errors newest first: a search for one reads its rows, not the window's.
 CREATE INDEX IF NOT EXISTS idx_error_logs_symbol_ts     ON error_logs (symbol, "timestamp");
 CREATE INDEX IF NOT EXISTS idx_error_logs_error_type_ts ON error_logs (error_type, "timestamp");

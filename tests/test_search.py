@@ -317,25 +317,28 @@ def test_a_store_with_the_older_indexes_gets_the_new_ones_at_start(db_url) -> No
     engine = make_engine(db_url)
     try:
         create_schema(engine)
+        older = {"idx_error_logs_symbol": "symbol", "idx_error_logs_error_type": "error_type",
+                 "idx_error_logs_category": "category"}
+        newer = {"idx_error_logs_symbol_ts", "idx_error_logs_error_type_ts",
+                 "idx_error_logs_category_severity_ts"}
         with engine.begin() as conn:  # the indexes as an older version made them
-            conn.execute(text("DROP INDEX idx_error_logs_symbol_ts"))
-            conn.execute(text("DROP INDEX idx_error_logs_error_type_ts"))
-            conn.execute(text("CREATE INDEX idx_error_logs_symbol ON error_logs (symbol)"))
-            conn.execute(text("CREATE INDEX idx_error_logs_error_type ON error_logs "
-                              "(error_type)"))
+            for name in newer:
+                conn.execute(text(f"DROP INDEX {name}"))
+            for name, column in older.items():
+                conn.execute(text(f"CREATE INDEX {name} ON error_logs ({column})"))
         create_schema(engine)
         from sqlalchemy import inspect
         names = {index["name"] for index in inspect(engine).get_indexes("error_logs")}
-        assert {"idx_error_logs_symbol_ts", "idx_error_logs_error_type_ts"} <= names
-        assert not names & {"idx_error_logs_symbol", "idx_error_logs_error_type"}
+        assert newer <= names
+        assert not names & set(older)
     finally:
         engine.dispose()
 
 
 def test_sqlite_seeks_a_severity_and_category_pair(sqlite_url) -> None:
-    """Without column statistics SQLite took the category's index for `severity:critical
-    category:database` and read every database error to find none; the pair's index seeks
-    them. What it would read is asked of SQLite itself (EXPLAIN QUERY PLAN)."""
+    """With a plain category index SQLite (no column statistics) took it for
+    `severity:critical category:database` and read every database error to find none; the
+    pair's index seeks them. What it would read is asked of SQLite (EXPLAIN QUERY PLAN)."""
     from sqlalchemy import select
 
     from queries.schema import error_logs
