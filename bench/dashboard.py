@@ -10,7 +10,8 @@ the last --days:
 
   postgres  database `tsem_bench_dashboard_<rows>`, made by create_schema (daily partitions
             first) and loaded by read_counts.load: one INSERT ... SELECT over
-            generate_series per day, through the count triggers. The groups are then made
+            generate_series per day with the count tables dropped, then the count tables
+            made from the rows by create_schema's backfill. The groups are then made
             from the rows with one aggregate INSERT (the batch writer's group hook would
             have made the same, one batch at a time).
   sqlite    file `<tmp>/tsem_bench_dashboard_<rows>.db`, loaded one day per transaction
