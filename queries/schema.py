@@ -374,6 +374,17 @@ REPLACED_INDEXES = ("idx_error_logs_symbol", "idx_error_logs_error_type",
                     "idx_error_logs_category")
 
 
+def error_logs_table_ddl(table: str) -> list[str]:
+    """What each table of error_logs carries (error_logs, a partition, a day table), made
+    when missing: the count triggers and the planner's statistics (PostgreSQL)."""
+    return count_tables.pg_trigger_ddl(table) + pg_statistics_ddl(table)
+
+
+def _drop_replaced_indexes(conn) -> None:
+    for name in REPLACED_INDEXES:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+
+
 def postgres_error_logs_ddl() -> list[str]:
     """`error_logs` on PostgreSQL, partitioned by day: the statements, made from the Table above.
 
@@ -503,8 +514,7 @@ def create_schema(engine: Engine) -> None:
             else:
                 for statement in postgres_error_logs_ddl():
                     conn.exec_driver_sql(statement)
-                for name in REPLACED_INDEXES:
-                    conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+                _drop_replaced_indexes(conn)
             fresh = conn.exec_driver_sql(
                 "SELECT to_regclass('error_counts') IS NULL").scalar()
             metadata.create_all(conn, tables=others)
@@ -528,8 +538,7 @@ def create_schema(engine: Engine) -> None:
             for index in error_logs.indexes:
                 conn.exec_driver_sql(str(CreateIndex(index, if_not_exists=True)
                                          .compile(dialect=engine.dialect)))
-            for name in REPLACED_INDEXES:
-                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+            _drop_replaced_indexes(conn)
         _install_counts_sqlite(engine)
 
 
@@ -547,7 +556,7 @@ def _install_counts_pg(conn, fresh: bool) -> None:
     tables = count_tables.pg_count_tables_of_error_logs(cur)
     cur.close()
     for table in tables:
-        for statement in count_tables.pg_trigger_ddl(table) + pg_statistics_ddl(table):
+        for statement in error_logs_table_ddl(table):
             conn.exec_driver_sql(statement)
     if fresh:
         for statement in count_tables.backfill_sql("postgresql"):

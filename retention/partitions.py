@@ -36,10 +36,8 @@ from queries.count_tables import (
     pg_add_table_rows,
     pg_count_tables_of_error_logs,
     pg_function_ddl,
-    pg_trigger_ddl,
 )
-from queries.planner_stats import pg_statistics_ddl
-from queries.schema import DEFAULT_PARTITION, error_logs
+from queries.schema import DEFAULT_PARTITION, error_logs, error_logs_table_ddl
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +187,7 @@ def attach(conn: Any, part: Partition, create: bool, timer: DdlTimer | None = No
                 cur.execute(statement)
         # Before the move: the rows moved in from DEFAULT are counted by its triggers (out
         # of DEFAULT) and by this table's (in), so the counts stay as they were.
-        for statement in pg_trigger_ddl(part.name) + pg_statistics_ddl(part.name):
+        for statement in error_logs_table_ddl(part.name):
             cur.execute(statement)
         # Rows of this day that went to DEFAULT (no partition yet, or while it was detached)
         # must move, or ATTACH refuses: DEFAULT may not hold rows of an attached range.
@@ -292,7 +290,7 @@ def switch_to_partitioned(conn: Any, ddl: list[str], days: Iterable[date],
         for statement in pg_function_ddl():
             cur.execute(statement)
         for table in pg_count_tables_of_error_logs(cur):
-            for statement in pg_trigger_ddl(table) + pg_statistics_ddl(table):
+            for statement in error_logs_table_ddl(table):
                 cur.execute(statement)
         cur.execute(f'INSERT INTO error_ids (error_id, "timestamp") SELECT error_id, "timestamp" '
                     f"FROM {ident(LEGACY)} ON CONFLICT (error_id) DO NOTHING")

@@ -222,15 +222,38 @@ def test_trigram_setting_on_sqlite_says_it_cannot(sqlite_url, caplog) -> None:
     assert "could not be made" in caplog.text
 
 
-def _expected_rows(engine, query: SearchQuery) -> float:
-    """The rows PostgreSQL's planner expects the search's conditions to match."""
+def _page_sql(engine, query: SearchQuery, paged: bool = True) -> str:
+    """The SQL of the search's page query (its conditions alone with `paged=False`), with
+    its values written in, for EXPLAIN."""
     from sqlalchemy import select
 
     from queries.schema import error_logs
-    statement = select(error_logs.c.error_id).where(*conditions(query)).compile(
-        engine, compile_kwargs={"literal_binds": True})
+    statement = select(error_logs.c.error_id).where(*conditions(query))
+    if paged:
+        statement = (statement.order_by(error_logs.c.timestamp.desc(),
+                                        error_logs.c.error_id.desc()).limit(51))
+    return str(statement.compile(engine, compile_kwargs={"literal_binds": True}))
+
+
+def _two_days_of(engine, rows_sql: str, **values: object) -> None:
+    """Today's and yesterday's partitions, filled by `rows_sql` (an INSERT) and ANALYZEd."""
+    from retention.partitions import ensure_days
+
+    raw = engine.raw_connection()
+    try:
+        ensure_days(raw.driver_connection, [NOW.date() - timedelta(days=1), NOW.date()])
+    finally:
+        raw.close()
+    with engine.begin() as conn:
+        conn.execute(text(rows_sql), {"now": NOW, **values})
+        conn.execute(text("ANALYZE error_logs"))
+
+
+def _expected_rows(engine, query: SearchQuery) -> float:
+    """The rows PostgreSQL's planner expects the search's conditions to match."""
     with engine.connect() as conn:
-        plan = conn.execute(text(f"EXPLAIN (FORMAT JSON) {statement}")).scalar_one()
+        plan = conn.execute(text(
+            f"EXPLAIN (FORMAT JSON) {_page_sql(engine, query, paged=False)}")).scalar_one()
     return plan[0]["Plan"]["Plan Rows"]
 
 
@@ -239,23 +262,13 @@ def test_the_planner_knows_which_severity_and_category_go_together(pg_engine) ->
     planner expected dozens of critical database errors per day and walked the timestamp
     index for them through every row of a month; with the pairs' statistics on each
     partition it expects next to none, and uses the columns' indexes."""
-    from retention.partitions import ensure_days
-
-    today = NOW.date()
-    raw = pg_engine.raw_connection()
-    try:
-        ensure_days(raw.driver_connection, [today - timedelta(days=1), today])
-    finally:
-        raw.close()
-    categories = ("database", "network", "pattern", "redis", "validation")
-    with pg_engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO error_logs (error_id, severity, category, context, \"timestamp\") "
-            "SELECT 'e' || g, CASE WHEN g % 50 = 0 THEN 'critical' ELSE 'warning' END, "
-            "CASE WHEN g % 50 = 0 THEN 'pattern' ELSE (:cats)[1 + g % 5] END, '{}', "
-            ":now - g * interval '4 seconds' FROM generate_series(1, 20000) g"),
-            {"cats": list(categories), "now": NOW})
-        conn.execute(text("ANALYZE error_logs"))
+    _two_days_of(
+        pg_engine,
+        "INSERT INTO error_logs (error_id, severity, category, context, \"timestamp\") "
+        "SELECT 'e' || g, CASE WHEN g % 50 = 0 THEN 'critical' ELSE 'warning' END, "
+        "CASE WHEN g % 50 = 0 THEN 'pattern' ELSE (:cats)[1 + g % 5] END, '{}', "
+        ":now - g * interval '4 seconds' FROM generate_series(1, 20000) g",
+        cats=["database", "network", "pattern", "redis", "validation"])
     rare = parse_query("severity:critical category:database").between(
         NOW - timedelta(days=2), None)
     assert _expected_rows(pg_engine, rare) <= 5
@@ -273,14 +286,9 @@ def test_the_planner_knows_which_severity_and_category_go_together(pg_engine) ->
 
 def _rows_read(engine, query: SearchQuery) -> int:
     """How many rows the page query of `query` read and threw away (EXPLAIN ANALYZE)."""
-    from sqlalchemy import select
-
-    from queries.schema import error_logs
-    statement = (select(error_logs.c.error_id).where(*conditions(query))
-                 .order_by(error_logs.c.timestamp.desc(), error_logs.c.error_id.desc())
-                 .limit(51)).compile(engine, compile_kwargs={"literal_binds": True})
     with engine.connect() as conn:
-        plan = conn.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}")).scalar_one()
+        plan = conn.execute(text(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) {_page_sql(engine, query)}")).scalar_one()
 
     def removed(node: dict) -> int:
         return (node.get("Rows Removed by Filter", 0) * node.get("Actual Loops", 1)
@@ -292,21 +300,12 @@ def test_a_symbol_search_reads_that_symbols_rows_only(pg_engine) -> None:
     """SYM7's 200 rows are all warnings among 20,000. `symbol:SYM7 severity:error` matches
     none: the plain symbol index left the planner walking the day's rows in time order,
     filtering every one; (symbol, timestamp) reads SYM7's rows, newest first, and no more."""
-    from retention.partitions import ensure_days
-
-    raw = pg_engine.raw_connection()
-    try:
-        ensure_days(raw.driver_connection, [NOW.date() - timedelta(days=1), NOW.date()])
-    finally:
-        raw.close()
-    with pg_engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO error_logs (error_id, severity, category, symbol, context, "
-            "\"timestamp\") SELECT 'e' || g, CASE WHEN g % 100 = 7 OR g % 3 = 0 "
-            "THEN 'warning' ELSE 'error' END, 'pattern', 'SYM' || (g % 100), '{}', "
-            ":now - g * interval '4 seconds' FROM generate_series(1, 20000) g"),
-            {"now": NOW})
-        conn.execute(text("ANALYZE error_logs"))
+    _two_days_of(
+        pg_engine,
+        "INSERT INTO error_logs (error_id, severity, category, symbol, context, "
+        "\"timestamp\") SELECT 'e' || g, CASE WHEN g % 100 = 7 OR g % 3 = 0 "
+        "THEN 'warning' ELSE 'error' END, 'pattern', 'SYM' || (g % 100), '{}', "
+        ":now - g * interval '4 seconds' FROM generate_series(1, 20000) g")
     query = parse_query("symbol:SYM7 severity:error").between(NOW - timedelta(hours=24), None)
     assert search_errors(pg_engine, query).items == []
     assert _rows_read(pg_engine, query) <= 200
@@ -339,21 +338,15 @@ def test_sqlite_seeks_a_severity_and_category_pair(sqlite_url) -> None:
     """With a plain category index SQLite (no column statistics) took it for
     `severity:critical category:database` and read every database error to find none; the
     pair's index seeks them. What it would read is asked of SQLite (EXPLAIN QUERY PLAN)."""
-    from sqlalchemy import select
-
-    from queries.schema import error_logs
     engine = make_engine(sqlite_url)
     try:
         create_schema(engine)
         query = parse_query("severity:critical category:database").between(
             NOW - timedelta(days=30), None)
-        statement = (select(error_logs.c.error_id).where(*conditions(query))
-                     .order_by(error_logs.c.timestamp.desc()).limit(51)
-                     .compile(engine, compile_kwargs={"literal_binds": True}))
         with engine.connect() as conn:
             conn.exec_driver_sql("ANALYZE")
             plan = " ".join(row[3] for row in conn.exec_driver_sql(
-                f"EXPLAIN QUERY PLAN {statement}"))
+                f"EXPLAIN QUERY PLAN {_page_sql(engine, query)}"))
         assert "idx_error_logs_category_severity_ts (category=? AND severity=?" in plan
     finally:
         engine.dispose()
