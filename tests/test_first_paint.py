@@ -71,6 +71,21 @@ def test_bundles_and_json_are_gzipped_when_the_browser_asks(web) -> None:
     assert chunk.headers["Cache-Control"] == "no-cache"
 
 
+def test_our_assets_are_kept_under_their_fingerprinted_names(web) -> None:
+    client = web.dash_app.server.test_client()
+    page = client.get("/").data.decode()
+    assets = re.findall(r'(?:src|href)="(/assets/[^"]+\?m=[^"]+)"', page)
+    assert {a.split("?")[0].rsplit(".", 1)[1] for a in assets} == {"css", "js"}, assets
+    for url in assets:
+        answer = client.get(url)
+        assert answer.status_code == 200
+        # The name changes with the file, so the browser need not ask again on each load.
+        assert answer.headers["Cache-Control"] == "max-age=31536000, immutable", url
+    # Asked for without the file's time, it may have changed since: not kept for good.
+    bare = client.get(assets[0].split("?")[0])
+    assert bare.status_code == 200 and "immutable" not in bare.headers["Cache-Control"]
+
+
 def test_charts_load_the_small_plotly_and_it_revalidates(web) -> None:
     client = web.dash_app.server.test_client()
     plotly = client.get("/_dash-component-suites/plotly/package_data/plotly.min.js")
