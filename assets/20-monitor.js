@@ -100,6 +100,26 @@
                 return isNaN(d.getTime()) ? null : d.toISOString();
             }
             return {from: iso(from), to: iso(to)};
+        },
+        // Trends: the plotly charts take the place of the first-paint bars
+        // (dashboard/quick_chart.py) once those have been painted, so plotly's first run
+        // and draw come after the page shows its counts rather than before.
+        upgradeCharts: function (data) {
+            var no = window.dash_clientside.no_update;
+            var figures = (data && data.figures) || {};
+            var charts = ["trend-severity", "trend-category"];
+            if (!figures[charts[0]]) { return [no, no]; }
+            return new Promise(function (resolve) {
+                // A frame callback runs just before the paint, a timeout after it.
+                window.requestAnimationFrame(function () {
+                    window.setTimeout(function () {
+                        resolve(charts.map(function (id) {
+                            return {type: "Graph", namespace: "dash_core_components",
+                                    props: {id: id, figure: figures[id], config: data.config}};
+                        }));
+                    }, 0);
+                });
+            });
         }
     };
 }());

@@ -37,7 +37,9 @@ other sizes. Then the real monitor (app.build, its ingest on a private channel
   pages      warm loads in headless Chromium of /, /errors, /trends, /groups, /alerts and
              /monitor until their data shows (page_load's probes), --loads each after two
              warm-ups, taken in turns with the two minimal Dash pages (one html.Div; dbc +
-             one dash-ag-grid of 100 rows) in the same browser;
+             one dash-ag-grid of 100 rows) in the same browser; Trends shows its
+             first-paint bars first, and the row `drawn: page /trends` (no budget) gives
+             when plotly's charts had drawn in their place;
   live       (--live) PUBLISH -> the row is in the Overview's live list, over 40 errors;
   references SELECT 1 round trip, a one-row INSERT + commit through the count path
              (read_counts.references), and the minimal pages.
@@ -319,7 +321,8 @@ def measure_pages(driver: Any, ports: dict[str, int], loads: int) -> dict[str, l
     for url in urls.values():  # two warm-ups fill the browser's cache and the server's
         page_load.load(driver, url)
         page_load.load(driver, url)
-    return page_load.round_robin(driver, urls, loads)
+    drawn = tuple(f"page {path}" for path in PAGES if path in page_load.DRAWN)
+    return page_load.round_robin(driver, urls, loads, drawn)
 
 
 SEEN_JS = """
@@ -385,7 +388,8 @@ def measure_size(url: str, args: argparse.Namespace, workdir: Path, ports: dict[
     probes = {f"{ports['div']}/": page_load.MINIMAL, f"{ports['grid']}/": page_load.MINIMAL_GRID}
     probes.update({f"{ports['monitor']}{path}": page_load.PAGES[path] for path in PAGES})
     # A browser per size: its probes are keyed by port, and the monitor's port is new.
-    driver = page_load.browser(args.chromium, probes)
+    driver = page_load.browser(args.chromium, probes, {
+        f"{ports['monitor']}{path}": js for path, js in page_load.DRAWN.items() if path in PAGES})
     on_monitor(driver)
     for name, values in measure_pages(driver, ports, args.loads).items():
         result.figures[name] = (statistics.median(values), read_counts.percentile(values, 0.95))
@@ -399,7 +403,7 @@ def verdict(label: str, results: dict[int, SizeResult]) -> tuple[str, str | None
     sizes = list(results)
     small, large = results[sizes[0]].figures[label], results[sizes[-1]].figures[label]
     within_ratio = large[1] <= RATIO * max(small[1], 1e-9)
-    if label.startswith("ref:") or label.startswith("minimal"):
+    if label.startswith(("ref:", "minimal", "drawn:")):
         return "", None
     problems = []
     if label.startswith("page "):
@@ -424,7 +428,7 @@ def verdict(label: str, results: dict[int, SizeResult]) -> tuple[str, str | None
 
 
 def reference_ratio(label: str, figures: dict[str, tuple[float, float]]) -> float | None:
-    if label.startswith("page ") or label == page_load.MINIMAL_NAME:
+    if label.startswith(("page ", "drawn: ")) or label == page_load.MINIMAL_NAME:
         return figures[label][0] / figures[page_load.MINIMAL_GRID_NAME][0]
     if label == LIVE:
         return figures[label][1] / figures[INSERT_1][1]

@@ -11,7 +11,10 @@ PostgreSQL database dropped at the end), fills it by publishing --rows errors sp
 last 7 days through Redis (so the ring buffer, the groups and the counts are the real ones),
 and loads each page in headless Chromium: navigation start -> the page's data shows (the
 Overview: live-list rows and a number in the counts; Errors: result rows and the summary;
-Trends: a drawn chart; Groups: group rows; Alerts, Jobs, Monitor: their filled sections).
+Trends: its first-paint bars, or plotly's chart where the range is too long for them;
+Groups: group rows; Alerts, Jobs, Monitor: their filled sections). For Trends, the row
+`drawn: /trends` gives when plotly's charts, which replace the first-paint bars once they are
+on screen, had drawn (no budget: the counts were showing already).
 
 Beside them, in the same run and the same browser, two minimal Dash apps on the same Dash,
 served the same way (waitress, 8 threads, the same compression): one `html.Div` (the
@@ -67,8 +70,10 @@ PAGES: dict[str, str] = {
     "/errors": f"document.querySelector('#{ids.SEARCH_RESULTS} .ag-row[row-id]') && "
                f"/ of /.test((document.getElementById('{ids.SEARCH_SUMMARY}') || "
                "{}).textContent)",
-    "/trends": "document.querySelector('#trend-severity .main-svg .bars, "
-               "#trend-severity .main-svg .trace')",
+    # The first-paint bars (dashboard/quick_chart.py), or plotly's chart where the range
+    # is too long for them.
+    "/trends": "document.querySelector('#trend-severity-quick .qc-seg, "
+               "#trend-severity .main-svg .bars, #trend-severity .main-svg .trace')",
     "/groups": f"document.querySelector('#{ids.GROUPS_GRID} .ag-row[row-id]')",
     "/alerts": f"/firing/.test((document.getElementById('{ids.ALERTS_STATUS}') || "
                f"{{}}).textContent) && (document.getElementById('{ids.ALERTS_FIRING}') || "
@@ -79,6 +84,12 @@ PAGES: dict[str, str] = {
                 f"{{}}).textContent) && (document.getElementById('{ids.MONITOR_LISTENING}')"
                 " || {}).textContent",
 }
+# Pages whose first paint a richer drawing replaces once the page is up: when that is in.
+# Printed beside the page ("drawn: ..."), with no budget of its own.
+DRAWN: dict[str, str] = {
+    "/trends": "document.querySelector('#trend-severity .main-svg .bars, "
+               "#trend-severity .main-svg .trace')",
+}
 MINIMAL = "document.getElementById('minimal-ready')"
 MINIMAL_GRID = "document.querySelector('#minimal-grid .ag-row[row-id]')"
 MINIMAL_NAME = "minimal page (one html.Div)"
@@ -86,13 +97,20 @@ MINIMAL_GRID_NAME = "minimal page (dbc + ag-grid, 100 rows)"
 
 OBSERVER_JS = """
 window.__shownAt = null;
+window.__drawnAt = null;
 (function () {
   var probes = PROBES;
   var probe = probes[location.port + location.pathname];
+  var drawn = DRAWN_PROBES[location.port + location.pathname];
   if (!probe) { return; }
   function check() {
     if (window.__shownAt === null && probe()) {
       window.__shownAt = performance.now();
+    }
+    if (drawn && window.__drawnAt === null && drawn()) {
+      window.__drawnAt = performance.now();
+    }
+    if (window.__shownAt !== null && (!drawn || window.__drawnAt !== null)) {
       observer.disconnect();
     }
   }
@@ -221,7 +239,19 @@ def fill(redis_url: str, channel: str, rows: int, engine: Any) -> float:
 
 
 # -- the browser -------------------------------------------------------------------------------
-def browser(chromium: str, probes: dict[str, str]) -> Any:
+def _probe_table(probes: dict[str, str]) -> str:
+    return "{" + ",".join(f"{orjson.dumps(key).decode()}: function () {{ return !!({js}); }}"
+                          for key, js in probes.items()) + "}"
+
+
+def drawn_label(name: str) -> str:
+    return f"drawn: {name}"
+
+
+def browser(chromium: str, probes: dict[str, str],
+            drawn: dict[str, str] | None = None) -> Any:
+    """Headless Chromium that notes when each page's data shows (`probes`, by port and
+    path) and, for `drawn`, when the drawing that replaces its first paint is in."""
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
 
@@ -232,34 +262,48 @@ def browser(chromium: str, probes: dict[str, str]) -> Any:
         options.add_argument(flag)
     options.binary_location = chromium
     driver = webdriver.Chrome(options=options)
-    table = "{" + ",".join(f"{orjson.dumps(key).decode()}: function () {{ return !!({js}); }}"
-                           for key, js in probes.items()) + "}"
-    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
-                           {"source": OBSERVER_JS.replace("PROBES", table)})
+    source = OBSERVER_JS.replace("DRAWN_PROBES", _probe_table(drawn or {})) \
+        .replace("PROBES", _probe_table(probes))
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": source})
     driver.execute_cdp_cmd("Network.enable", {})
     return driver
+
+
+def _moment(driver: Any, name: str, what: str, timeout: float) -> float:
+    """The page's `window[name]` (ms from the navigation's start) once the observer set it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        moment = driver.execute_script(f"return window.{name}")
+        if moment is not None:
+            return float(moment)
+        time.sleep(0.005)
+    raise TimeoutError(f"{driver.current_url}: {what} within {timeout} s")
 
 
 def load(driver: Any, url: str, timeout: float = 15.0) -> float:
     """One navigation; ms from its start until the page's data shows."""
     driver.get("about:blank")
     driver.get(url)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        shown = driver.execute_script("return window.__shownAt")
-        if shown is not None:
-            return float(shown)
-        time.sleep(0.005)
-    raise TimeoutError(f"{url}: its data did not show within {timeout} s")
+    return _moment(driver, "__shownAt", "its data did not show", timeout)
 
 
-def round_robin(driver: Any, urls: dict[str, str], loads: int) -> dict[str, list[float]]:
+def drawn_at(driver: Any, timeout: float = 15.0) -> float:
+    """ms from the navigation's start until the page's later drawing was in."""
+    return _moment(driver, "__drawnAt", "its drawing was not in", timeout)
+
+
+def round_robin(driver: Any, urls: dict[str, str], loads: int,
+                drawn: tuple[str, ...] = ()) -> dict[str, list[float]]:
     """`loads` timed loads of each named URL, taken in turns so that a slow spell of the
-    machine falls on every page alike rather than on one."""
+    machine falls on every page alike rather than on one; for the names in `drawn`, also
+    when their later drawing was in (under drawn_label(name))."""
     times: dict[str, list[float]] = {name: [] for name in urls}
+    times.update({drawn_label(name): [] for name in drawn})
     for _ in range(loads):
         for name, url in urls.items():
             times[name].append(load(driver, url))
+            if name in drawn:
+                times[drawn_label(name)].append(drawn_at(driver))
     return times
 
 
@@ -314,7 +358,8 @@ def main() -> int:
                    MINIMAL_GRID_NAME: (ports[2], "/", MINIMAL_GRID)}
         targets.update({path: (ports[0], path, js) for path, js in pages.items()})
         driver = browser(args.chromium,
-                         {f"{port}{path}": js for port, path, js in targets.values()})
+                         {f"{port}{path}": js for port, path, js in targets.values()},
+                         {f"{ports[0]}{path}": js for path, js in DRAWN.items() if path in pages})
 
         cold: dict[str, tuple[int, int]] = {}
         calls: dict[str, tuple[int, list[str]]] = {}
@@ -337,7 +382,8 @@ def main() -> int:
                 calls[name] = (len(before), twice)
 
         times = round_robin(driver, {name: f"http://127.0.0.1:{port}{path}"
-                                     for name, (port, path, _) in targets.items()}, args.loads)
+                                     for name, (port, path, _) in targets.items()}, args.loads,
+                            tuple(path for path in DRAWN if path in pages))
 
         floor = statistics.median(times[MINIMAL_NAME])
         yardstick = statistics.median(times[MINIMAL_GRID_NAME])
@@ -350,7 +396,7 @@ def main() -> int:
         failed = 0
         for name, values in times.items():
             p50 = statistics.median(values)
-            received, raw = cold[name]
+            received, raw = cold.get(name, (0, 0))
             before, twice = calls.get(name, (None, []))
             verdict = ""
             if name in PAGES:

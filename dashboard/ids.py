@@ -71,6 +71,7 @@ TRENDS_CUSTOM_UTC = "trends-custom-utc"
 TRENDS_REFRESH = "trends-refresh"
 TRENDS_INTERVAL = "trends-interval"
 TRENDS_SUMMARY = "trends-summary"
+TRENDS_FIGURES = "trends-figures"  # the plotly figures that replace the first-paint bars
 MODAL_DETAIL = "modal-detail"
 
 # -- Groups --------------------------------------------------------------------------------

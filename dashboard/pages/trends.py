@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import Dash, Input, Output, dcc, html
+from dash import ClientsideFunction, Dash, Input, Output, dcc, html
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard import ids
@@ -29,6 +29,7 @@ from dashboard.components import (
     range_text,
 )
 from dashboard.figures import axis_time, bar, figure
+from dashboard.quick_chart import MAX_BARS, stacked_bars
 from queries.records import CATEGORIES
 from queries.trends import HourlyRollup, Trend, build_trend
 
@@ -106,22 +107,52 @@ def ranking(frame: pd.DataFrame, title: str, dimension: str, colour: str,
                     id=f"trend-{dimension}", className="ranking card-body border rounded")
 
 
+CHARTS = (("trend-severity", "by_severity", SEVERITY_COLOURS, "By severity"),
+          ("trend-category", "by_category", CATEGORY_COLOURS, "By category"))
+
+
+def quick(frame: pd.DataFrame, colours: dict[str, str], title: str, bucket: str,
+          chart_id: str) -> html.Div:
+    """The first-paint bars of one chart (dashboard/quick_chart.py), from the same frame."""
+    times = [moment.tz_convert("UTC").tz_localize(None).to_pydatetime()
+             for moment in frame.index]
+    series = [(str(column), colours.get(str(column), "#888888"),
+               [int(v) for v in frame[column].tolist()]) for column in frame.columns]
+    return stacked_bars(times, series, title, bucket, chart_id)
+
+
+def chart_boxes(trend: Trend, dark: bool) -> list[Any]:
+    """The two charts' columns and the store of their figures. A range of at most MAX_BARS
+    buckets paints plain bars first and the plotly charts replace them in place (the
+    `upgrade_charts` client function); a longer one is drawn by plotly at once."""
+    word = BUCKET_WORD[trend.bucket]
+    figures, columns = {}, []
+    fast = len(trend.by_severity.index) <= MAX_BARS
+    for chart_id, attribute, colours, heading in CHARTS:
+        frame = getattr(trend, attribute)
+        title = f"{heading}, {word} buckets"
+        fig = stacked(frame, colours, title, dark)
+        if fast:
+            figures[chart_id] = fig
+            box = [quick(frame, colours, title, trend.bucket, f"{chart_id}-quick"),
+                   html.Div(id=f"{chart_id}-slot", className="chart-slot")]
+        else:
+            box = [html.Div(dcc.Graph(figure=fig, id=chart_id, config=GRAPH_CONFIG),
+                            id=f"{chart_id}-slot")]
+        columns.append(dbc.Col(html.Div(box, className="chart-box"), lg=6))
+    return [dbc.Row(columns, className="g-3 mb-2"),
+            dcc.Store(id=ids.TRENDS_FIGURES, data={"figures": figures,
+                                                    "config": GRAPH_CONFIG})]
+
+
 def charts(trend: Trend, dark: bool, search_range: str = DEFAULT_RANGE) -> Any:
     if trend.empty:
         return empty_state(
             "No errors in this range",
             f"Nothing was stored {range_text(trend.start, trend.end)}. "
             "Pick a longer range, or check the monitor is listening (top right).")
-    word = BUCKET_WORD[trend.bucket]
     return html.Div([
-        dbc.Row([
-            dbc.Col(dcc.Graph(figure=stacked(trend.by_severity, SEVERITY_COLOURS,
-                                             f"By severity, {word} buckets", dark),
-                              id="trend-severity", config=GRAPH_CONFIG), lg=6),
-            dbc.Col(dcc.Graph(figure=stacked(trend.by_category, CATEGORY_COLOURS,
-                                             f"By category, {word} buckets", dark),
-                              id="trend-category", config=GRAPH_CONFIG), lg=6),
-        ], className="g-3 mb-2"),
+        *chart_boxes(trend, dark),
         dbc.Row([
             dbc.Col(ranking(trend.top["symbol"], "Top symbols", "symbols", "#4e79a7",
                             search_range), lg=4),
@@ -198,6 +229,14 @@ def register_callbacks(app: Dash, rollup: HourlyRollup) -> None:
     def draw(range_value, bucket, custom, _refresh, _tick, theme):
         return trends_view(rollup, range_value, bucket,
                            custom if range_value == "custom" else None, theme == "dark")
+
+    # After the first paint, the plotly charts take the place of the plain bars.
+    app.clientside_callback(
+        ClientsideFunction("monitor", "upgradeCharts"),
+        Output("trend-severity-slot", "children"),
+        Output("trend-category-slot", "children"),
+        Input(ids.TRENDS_FIGURES, "data"),
+    )
 
     range_picker_callbacks(app, ids.TRENDS_RANGE, ids.TRENDS_CUSTOM, ids.TRENDS_FROM,
                            ids.TRENDS_TO, ids.TRENDS_CUSTOM_UTC)
