@@ -41,6 +41,8 @@ other sizes. Then the real monitor (app.build, its ingest on a private channel
              first-paint bars first, and the row `drawn: page /trends` (no budget) gives
              when plotly's charts had drawn in their place;
   live       (--live) PUBLISH -> the row is in the Overview's live list, over 40 errors;
+  in turns   (two sizes or more) every size's monitor side by side, the routes called in
+             turns, one call per size at a time: the routes' size ratio comes from this;
   references SELECT 1 round trip, a one-row INSERT + commit through the count path
              (read_counts.references), and the minimal pages.
 
@@ -49,14 +51,15 @@ is topped up from the store's last 24 hours (dashboard/pages/overview.py), so th
 rows fill it and nothing needs publishing.
 
 Prints one table at the end: a row per route, page and reference; p50 and p95 per size (ms);
-the p95 ratio largest/smallest size; the ratio to its reference at the largest size (routes
-and CSV: p95 over SELECT 1's p95; pages: p50 over the grid page's p50; live: p95 over the
-one-row INSERT's p95); the budget and a verdict. Budgets: statistics p95 <= 50 ms; recent
-and health <= 20 ms; trends, search and the group list <= 100 ms; CSV first byte <= 200 ms
-with RSS growth <= 50 MB; pages p50 <= 500 ms and <= 2x the grid page's p50; live p95 <=
-1 s; for every row the largest size's p95 within 1.5x of the smallest's. Exits 1 when a
-figure is over budget. The stores are dropped at the end (also on Ctrl-C or an error)
-unless --keep; --reuse measures stores an earlier --keep run left (no loading).
+the p95 ratio largest/smallest size (routes: from the calls in turns); the ratio to its
+reference at the largest size (routes and CSV: p95 over SELECT 1's p95; pages: p50 over the
+grid page's p50; live: p95 over the one-row INSERT's p95); the budget and a verdict.
+Budgets: statistics p95 <= 50 ms; recent and health <= 20 ms; trends, search and the group
+list <= 100 ms; CSV first byte <= 200 ms with RSS growth <= 50 MB; pages p50 <= 500 ms and
+<= 2x the grid page's p50; live p95 <= 1 s; for every row the largest size's p95 within 1.5x
+of the smallest's. Exits 1 when a figure is over budget. The stores are dropped at the end
+(also on Ctrl-C or an error) unless --keep; --reuse measures stores an earlier --keep run
+left (no loading).
 """
 
 from __future__ import annotations
