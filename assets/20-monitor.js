@@ -107,8 +107,10 @@
         upgradeCharts: function (data) {
             var no = window.dash_clientside.no_update;
             var figures = (data && data.figures) || {};
-            var charts = ["trend-severity", "trend-category"];
-            if (!figures[charts[0]]) { return [no, no]; }
+            var charts = (data && data.charts) || [];
+            if (!charts.length || !figures[charts[0]]) {
+                return charts.map(function () { return no; });
+            }
             return new Promise(function (resolve) {
                 // A frame callback runs just before the paint, a timeout after it.
                 window.requestAnimationFrame(function () {

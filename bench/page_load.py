@@ -63,6 +63,8 @@ from settings import Settings
 TARGET_MS = 500.0
 TARGET_RATIO = 2.0
 
+# The Trends page's plotly chart, drawn.
+PLOTLY_TRENDS = "#trend-severity .main-svg .bars, #trend-severity .main-svg .trace"
 # When each page's data shows, as a JS expression that is true from then on.
 PAGES: dict[str, str] = {
     "/": f"document.querySelector('#{ids.ERROR_LIST} .ag-row[row-id]') && "
@@ -72,8 +74,7 @@ PAGES: dict[str, str] = {
                "{}).textContent)",
     # The first-paint bars (dashboard/quick_chart.py), or plotly's chart where the range
     # is too long for them.
-    "/trends": "document.querySelector('#trend-severity-quick .qc-seg, "
-               "#trend-severity .main-svg .bars, #trend-severity .main-svg .trace')",
+    "/trends": f"document.querySelector('#trend-severity-quick .qc-seg, {PLOTLY_TRENDS}')",
     "/groups": f"document.querySelector('#{ids.GROUPS_GRID} .ag-row[row-id]')",
     "/alerts": f"/firing/.test((document.getElementById('{ids.ALERTS_STATUS}') || "
                f"{{}}).textContent) && (document.getElementById('{ids.ALERTS_FIRING}') || "
@@ -87,8 +88,7 @@ PAGES: dict[str, str] = {
 # Pages whose first paint a richer drawing replaces once the page is up: when that is in.
 # Printed beside the page ("drawn: ..."), with no budget of its own.
 DRAWN: dict[str, str] = {
-    "/trends": "document.querySelector('#trend-severity .main-svg .bars, "
-               "#trend-severity .main-svg .trace')",
+    "/trends": f"document.querySelector('{PLOTLY_TRENDS}')",
 }
 MINIMAL = "document.getElementById('minimal-ready')"
 MINIMAL_GRID = "document.querySelector('#minimal-grid .ag-row[row-id]')"

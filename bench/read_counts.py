@@ -217,14 +217,17 @@ def time_routes(client: Any, routes: Sequence[tuple[str, str]],
                 repeat: int) -> dict[str, tuple[float, float]]:
     """(p50, p95) ms of each (label, path) GET through a Flask test client; anything but a
     200 stops the bench with what the route said."""
-    figures = {}
-    for label, path in routes:
-        def call(path: str = path) -> None:
-            response = client.get(path)
-            if response.status_code != 200:
-                raise RuntimeError(f"{path}: {response.status_code} {response.data[:300]!r}")
-        figures[label] = sample(call, repeat)
-    return figures
+    return {label: sample(lambda path=path: get_ok(client, path), repeat)
+            for label, path in routes}
+
+
+def get_ok(client: Any, path: str) -> Any:
+    """GET through a Flask test client; anything but a 200 stops the bench with what the
+    route said."""
+    response = client.get(path)
+    if response.status_code != 200:
+        raise RuntimeError(f"{path}: {response.status_code} {response.data[:300]!r}")
+    return response
 
 
 def measure(url: str, repeat: int) -> dict[str, tuple[float, float]]:

@@ -4,7 +4,7 @@ plotly.js's first run and first draw in a fresh page cost about 200 ms of main-t
 (its 1.2 MB evaluated, then the first draw of two charts with cold code), more than the
 rest of the page together; features do not change it (no legend, no title, no hover: the
 same). So the page paints these bars first, from the same counts, and the plotly charts
-take over in place once the page is up (the `upgrade_charts` client function in
+take over in place once the page is up (the `upgradeCharts` client function in
 assets/20-monitor.js), with their hover, zoom and legend. The look follows the plotly
 chart's: its height, title, margins, grid, colours and the legend below.
 

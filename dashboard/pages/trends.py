@@ -53,18 +53,20 @@ def plot_text(name: str, limit: int = 40) -> str:
     return html_text.escape(shown, quote=False)
 
 
-def _naive_utc(index: pd.DatetimeIndex) -> list[str]:
+CHART_HEIGHT = 380  # px: the plotly chart and the first-paint bars that stand in for it
+
+
+def _naive_utc(index: pd.DatetimeIndex) -> list[datetime]:
     # plotly draws times as given; naive UTC and an axis titled "UTC" say what they are.
-    return [axis_time(moment.tz_convert("UTC").tz_localize(None).to_pydatetime())
-            for moment in index]
+    return [moment.tz_convert("UTC").tz_localize(None).to_pydatetime() for moment in index]
 
 
 def stacked(frame: pd.DataFrame, colours: dict[str, str], title: str,
             dark: bool) -> dict[str, Any]:
-    x = _naive_utc(frame.index)
+    x = [axis_time(moment) for moment in _naive_utc(frame.index)]
     traces = [bar(x, frame[column].tolist(), colours.get(str(column)),
                   name=plot_text(str(column))) for column in frame.columns]
-    return figure(traces, dark, 380, "Time (UTC)", "errors",
+    return figure(traces, dark, CHART_HEIGHT, "Time (UTC)", "errors",
                   barmode="stack", bargap=0.1, hovermode="x unified",
                   title={"text": title, "x": 0, "font": {"size": 15}},
                   margin={"l": 10, "r": 10, "t": 40, "b": 10},
@@ -114,17 +116,17 @@ CHARTS = (("trend-severity", "by_severity", SEVERITY_COLOURS, "By severity"),
 def quick(frame: pd.DataFrame, colours: dict[str, str], title: str, bucket: str,
           chart_id: str) -> html.Div:
     """The first-paint bars of one chart (dashboard/quick_chart.py), from the same frame."""
-    times = [moment.tz_convert("UTC").tz_localize(None).to_pydatetime()
-             for moment in frame.index]
     series = [(str(column), colours.get(str(column), "#888888"),
                [int(v) for v in frame[column].tolist()]) for column in frame.columns]
-    return stacked_bars(times, series, title, bucket, chart_id)
+    return stacked_bars(_naive_utc(frame.index), series, title, bucket, chart_id,
+                        CHART_HEIGHT)
 
 
 def chart_boxes(trend: Trend, dark: bool) -> list[Any]:
     """The two charts' columns and the store of their figures. A range of at most MAX_BARS
     buckets paints plain bars first and the plotly charts replace them in place (the
-    `upgrade_charts` client function); a longer one is drawn by plotly at once."""
+    `upgradeCharts` client function, which puts each figure in its chart's slot, in the
+    order of `charts`); a longer one is drawn by plotly at once."""
     word = BUCKET_WORD[trend.bucket]
     figures, columns = {}, []
     fast = len(trend.by_severity.index) <= MAX_BARS
@@ -141,8 +143,9 @@ def chart_boxes(trend: Trend, dark: bool) -> list[Any]:
                             id=f"{chart_id}-slot")]
         columns.append(dbc.Col(html.Div(box, className="chart-box"), lg=6))
     return [dbc.Row(columns, className="g-3 mb-2"),
-            dcc.Store(id=ids.TRENDS_FIGURES, data={"figures": figures,
-                                                    "config": GRAPH_CONFIG})]
+            dcc.Store(id=ids.TRENDS_FIGURES, data={
+                "charts": [chart_id for chart_id, *_ in CHARTS], "figures": figures,
+                "config": GRAPH_CONFIG})]
 
 
 def charts(trend: Trend, dark: bool, search_range: str = DEFAULT_RANGE) -> Any:
@@ -233,8 +236,7 @@ def register_callbacks(app: Dash, rollup: HourlyRollup) -> None:
     # After the first paint, the plotly charts take the place of the plain bars.
     app.clientside_callback(
         ClientsideFunction("monitor", "upgradeCharts"),
-        Output("trend-severity-slot", "children"),
-        Output("trend-category-slot", "children"),
+        *[Output(f"{chart_id}-slot", "children") for chart_id, *_ in CHARTS],
         Input(ids.TRENDS_FIGURES, "data"),
     )
 
