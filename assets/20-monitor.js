@@ -62,6 +62,16 @@
         osc.stop(audio.currentTime + 0.35);
     }
 
+    // What `make()` returns, once the current frame is on screen: a frame callback runs
+    // just before the paint, a timeout after it.
+    function afterPaint(make) {
+        return new Promise(function (resolve) {
+            window.requestAnimationFrame(function () {
+                window.setTimeout(function () { resolve(make()); }, 0);
+            });
+        });
+    }
+
     window.dash_clientside = window.dash_clientside || {};
     window.dash_clientside.monitor = {
         setTheme: function (dark, shown) {
@@ -111,17 +121,27 @@
             if (!charts.length || !figures[charts[0]]) {
                 return charts.map(function () { return no; });
             }
-            return new Promise(function (resolve) {
-                // A frame callback runs just before the paint, a timeout after it.
-                window.requestAnimationFrame(function () {
-                    window.setTimeout(function () {
-                        resolve(charts.map(function (id) {
-                            return {type: "Graph", namespace: "dash_core_components",
-                                    props: {id: id, figure: figures[id], config: data.config}};
-                        }));
-                    }, 0);
+            return afterPaint(function () {
+                return charts.map(function (id) {
+                    return {type: "Graph", namespace: "dash_core_components",
+                            props: {id: id, figure: figures[id], config: data.config}};
                 });
             });
+        },
+        // Components handed over in a store (the groups grid), mounted once the page's
+        // first paint, which shows the same data in plain elements, is on screen.
+        // groups.page.open_group_on_title_click: a title opens its group, nothing else does.
+        openGroup: function (clicked) {
+            if (!clicked || clicked.colId !== "title" || !clicked.rowId) {
+                return window.dash_clientside.no_update;
+            }
+            return "/groups/" + encodeURIComponent(clicked.rowId);
+        },
+        mountAfterPaint: function (components) {
+            if (!components) {
+                return window.dash_clientside.no_update;
+            }
+            return afterPaint(function () { return components; });
         }
     };
 }());

@@ -65,6 +65,8 @@ TARGET_RATIO = 2.0
 
 # The Trends page's plotly chart, drawn.
 PLOTLY_TRENDS = "#trend-severity .main-svg .bars, #trend-severity .main-svg .trace"
+# The Groups page's grid, mounted with its rows.
+GROUP_ROWS = f"#{ids.GROUPS_GRID} .ag-row[row-id]"
 # When each page's data shows, as a JS expression that is true from then on.
 PAGES: dict[str, str] = {
     "/": f"document.querySelector('#{ids.ERROR_LIST} .ag-row[row-id]') && "
@@ -75,7 +77,9 @@ PAGES: dict[str, str] = {
     # The first-paint bars (dashboard/quick_chart.py), or plotly's chart where the range
     # is too long for them.
     "/trends": f"document.querySelector('#trend-severity-quick .qc-seg, {PLOTLY_TRENDS}')",
-    "/groups": f"document.querySelector('#{ids.GROUPS_GRID} .ag-row[row-id]')",
+    # The first-paint table (dashboard/quick_list.py), or the grid's rows.
+    "/groups": "document.querySelector('.quick-list tbody tr, "
+               f"{GROUP_ROWS}')",
     "/alerts": f"/firing/.test((document.getElementById('{ids.ALERTS_STATUS}') || "
                f"{{}}).textContent) && (document.getElementById('{ids.ALERTS_FIRING}') || "
                "{}).textContent",
@@ -89,6 +93,7 @@ PAGES: dict[str, str] = {
 # Printed beside the page ("drawn: ..."), with no budget of its own.
 DRAWN: dict[str, str] = {
     "/trends": f"document.querySelector('{PLOTLY_TRENDS}')",
+    "/groups": f"document.querySelector('{GROUP_ROWS}')",
 }
 MINIMAL = "document.getElementById('minimal-ready')"
 MINIMAL_GRID = "document.querySelector('#minimal-grid .ag-row[row-id]')"

@@ -76,6 +76,8 @@ MODAL_DETAIL = "modal-detail"
 
 # -- Groups --------------------------------------------------------------------------------
 GROUPS_GRID = "groups-grid"
+GROUPS_GRID_SLOT = "groups-grid-slot"
+GROUPS_GRID_SPEC = "groups-grid-spec"
 GROUPS_STATE = "groups-state"
 GROUPS_WINDOW = "groups-window"
 GROUPS_TEXT = "groups-text"

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
-from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -30,6 +30,7 @@ from dashboard import ids
 from dashboard.components import GRAPH_CONFIG, GRID_OPTIONS, RANGES, severity_badge, utc_text
 from dashboard.detail import detail_href
 from dashboard.figures import axis_time, bar, figure
+from dashboard.quick_list import quick_list
 from groups import commands
 from groups.commands import MAX_BULK
 from groups.hook import GroupNotFound
@@ -176,11 +177,18 @@ def group_href(fingerprint: str) -> str:
     return "/groups/" + quote(fingerprint, safe="")
 
 
-def title_click_href(clicked: dict[str, Any] | None) -> str | None:
-    """Where a click on a groups grid goes: the group's page for a title, else nowhere."""
-    if not clicked or clicked.get("colId") != "title" or not clicked.get("rowId"):
-        return None
-    return group_href(str(clicked["rowId"]))
+def open_group_on_title_click(app: Dash, grid_id: str) -> None:
+    """A click on a title in the groups grid `grid_id` opens the group's page; a click
+    elsewhere (a checkbox, a count) goes nowhere.
+
+    In the browser (`openGroup` in assets/20-monitor.js): a grid sets its `cellClicked` as
+    it mounts, and a server callback on it would be a request on every page load."""
+    app.clientside_callback(
+        ClientsideFunction("monitor", "openGroup"),
+        Output(ids.URL, "href", allow_duplicate=True),
+        Input(grid_id, "cellClicked"),
+        prevent_initial_call=True,
+    )
 
 
 # -- triage -------------------------------------------------------------------------------
@@ -353,12 +361,18 @@ def layout(engine: Engine, params: dict[str, str]) -> Any:
         ], className="d-flex flex-wrap align-items-center gap-2 mb-2"),
         html.Div(dbc.Alert(id=ids.GROUPS_NOTICE, is_open=False, dismissable=True,
                            className="py-2"), role="status"),
-        html.Div(dag.AgGrid(
+        # The rows paint as a plain table first; the grid, handed over in a store, takes
+        # its place after that paint (dashboard/quick_list.py).
+        html.Div([
+            quick_list(rows, group_href, "No groups to show"),
+            html.Div(id=ids.GROUPS_GRID_SLOT, className="grid-slot"),
+        ], className="grid-box quick-box"),
+        dcc.Store(id=ids.GROUPS_GRID_SPEC, data=[dag.AgGrid(
             id=ids.GROUPS_GRID, columnDefs=group_columns(), rowData=rows,
             getRowId="params.data.id", dashGridOptions=group_grid_options(selectable=True),
             defaultColDef={"resizable": True, "sortable": False}, selectedRows=[],
             style={"height": "100%"},
-        ), className="grid-box"),
+        )]),
         dcc.Store(id=ids.GROUPS_DIGEST, data=digest(rows)),
         dcc.Interval(id=ids.GROUPS_INTERVAL, interval=REFRESH_MS, n_intervals=0),
     ])
@@ -536,13 +550,14 @@ def register_callbacks(app: Dash, engine: Engine) -> None:
             return (no_update, selection, no_update, no_update, *notice)
         return rows, selection, fresh, _summary(len(rows), window, sort), *notice
 
-    @app.callback(
-        Output(ids.URL, "href", allow_duplicate=True),
-        Input(ids.GROUPS_GRID, "cellClicked"),
-        prevent_initial_call=True,
+    # After the first paint, the grid takes the plain table's place.
+    app.clientside_callback(
+        ClientsideFunction("monitor", "mountAfterPaint"),
+        Output(ids.GROUPS_GRID_SLOT, "children"),
+        Input(ids.GROUPS_GRID_SPEC, "data"),
     )
-    def open_group(clicked):
-        return title_click_href(clicked) or no_update
+
+    open_group_on_title_click(app, ids.GROUPS_GRID)
 
     @app.callback(
         Output(ids.GROUP_STATE, "children"),

@@ -28,7 +28,7 @@ WEB_THIRD_PARTY = ("dash", "dash_ag_grid", "dash_bootstrap_components", "flask",
 REDIS = ("redis", "hiredis")
 # What a feature's web modules may take from the web shell.
 SHELL_SHARED = ("dashboard.components", "dashboard.detail", "dashboard.figures",
-                "dashboard.ids", "dashboard.params")
+                "dashboard.ids", "dashboard.params", "dashboard.quick_list")
 WEB_MODULES = ("alerts.api", "alerts.page", "groups.api", "groups.page", "jobs.api",
                "jobs.page", "live.follower", "live.view")
 # Another feature raises and shows alerts through their names and their store, nothing else.

@@ -35,8 +35,8 @@ from groups.page import (
     digest,
     group_columns,
     group_grid_options,
+    open_group_on_title_click,
     overview_rows,
-    title_click_href,
 )
 from live.view import LiveView
 from queries.reads import SHOWN_SEVERITIES
@@ -373,10 +373,4 @@ def register_callbacks(app: Dash, engine: Engine, live: LiveView,
             return no_update, no_update
         return rows, fresh
 
-    @app.callback(
-        Output(ids.URL, "href", allow_duplicate=True),
-        Input(ids.OVERVIEW_GROUPS, "cellClicked"),
-        prevent_initial_call=True,
-    )
-    def open_group(clicked):
-        return title_click_href(clicked) or no_update
+    open_group_on_title_click(app, ids.OVERVIEW_GROUPS)
