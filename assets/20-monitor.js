@@ -128,15 +128,16 @@
                 });
             });
         },
-        // Components handed over in a store (the groups grid), mounted once the page's
-        // first paint, which shows the same data in plain elements, is on screen.
-        // groups.page.open_group_on_title_click: a title opens its group, nothing else does.
+        // groups.page.open_group_on_title_click: a title opens its group (the link of
+        // groups.page.group_href), nothing else does.
         openGroup: function (clicked) {
             if (!clicked || clicked.colId !== "title" || !clicked.rowId) {
                 return window.dash_clientside.no_update;
             }
             return "/groups/" + encodeURIComponent(clicked.rowId);
         },
+        // Components handed over in a store (the groups grid), mounted once the page's
+        // first paint, which shows the same data in plain elements, is on screen.
         mountAfterPaint: function (components) {
             if (!components) {
                 return window.dash_clientside.no_update;

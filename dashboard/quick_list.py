@@ -10,6 +10,7 @@ Every value is React text, never markup.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from dash import html
@@ -19,7 +20,8 @@ from dashboard.components import severity_badge, utc_text
 MAX_ROWS = 60  # what one screen of the list shows; the grid brings the rest
 
 
-def quick_list(rows: list[dict[str, Any]], href: Any, empty: str) -> html.Div:
+def quick_list(rows: list[dict[str, Any]], href: Callable[[str], str],
+               empty: str) -> html.Div:
     """`rows` are the grid's rows (groups.page.group_row); `href(fingerprint)` a group's link."""
     if not rows:
         return html.Div(empty, className="quick-list quick-list-empty text-body-secondary")

@@ -45,6 +45,7 @@ STATE_CHOICES = ("unresolved", "regressed", "resolved", "ignored")
 SORT_LABELS = {"last_seen": "Last seen", "count": "Events", "first_seen": "First seen"}
 DEFAULT_IGNORE_COUNT = 100
 MAX_QUERY = 200  # as the API allows
+NO_GROUPS = "No groups to show"
 SPARK_BARS = "▂▃▄▅▆▇█"
 SPARK_EMPTY = "·"
 STATE_COLOURS = {"unresolved": "warning", "regressed": "danger", "resolved": "success",
@@ -164,7 +165,7 @@ def group_columns(compact: bool = False) -> list[dict[str, Any]]:
 
 
 def group_grid_options(selectable: bool) -> dict[str, Any]:
-    options = {**GRID_OPTIONS, "localeText": {"noRowsToShow": "No groups to show"},
+    options = {**GRID_OPTIONS, "localeText": {"noRowsToShow": NO_GROUPS},
                "rowClassRules": {"group-row-regressed": "params.data.state == 'regressed'"}}
     if selectable:
         # Checkboxes only: a click on a title opens the group, it must not also select it.
@@ -364,7 +365,7 @@ def layout(engine: Engine, params: dict[str, str]) -> Any:
         # The rows paint as a plain table first; the grid, handed over in a store, takes
         # its place after that paint (dashboard/quick_list.py).
         html.Div([
-            quick_list(rows, group_href, "No groups to show"),
+            quick_list(rows, group_href, NO_GROUPS),
             html.Div(id=ids.GROUPS_GRID_SLOT, className="grid-slot"),
         ], className="grid-box quick-box"),
         dcc.Store(id=ids.GROUPS_GRID_SPEC, data=[dag.AgGrid(

@@ -6,6 +6,7 @@ The tests talk to the real servers the machine runs (PostgreSQL on 127.0.0.1:543
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -226,6 +227,27 @@ def click_settled(dash_duo: Any, selector: str, timeout: float = 8.0) -> None:
         return True
 
     wait_for(attempt, timeout=timeout, message=f"a click on {selector}")
+
+
+def record_arrivals(driver: Any, selectors: dict[str, str]) -> None:
+    """From the next page's first moment, note when each selector first matches (the
+    page's own performance.now(), by a MutationObserver); read them with `arrivals`."""
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": """
+        window.__arrivals = {};
+        var selectors = SELECTORS;
+        new MutationObserver(function () {
+          var now = performance.now();
+          Object.keys(selectors).forEach(function (name) {
+            if (!(name in window.__arrivals) && document.querySelector(selectors[name]))
+              { window.__arrivals[name] = now; }
+          });
+        }).observe(document, {childList: true, subtree: true});""".replace(
+        "SELECTORS", json.dumps(selectors))})
+
+
+def arrivals(driver: Any) -> dict[str, float]:
+    """What `record_arrivals` noted on the current page: name -> ms since navigation."""
+    return driver.execute_script("return window.__arrivals || {};")
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from dashboard.quick_chart import MAX_BARS, nice_step, stacked_bars
 from queries.reads import recent_errors
 from queries.store import ErrorStore
 from queries.trends import HourlyRollup, build_trend
-from tests.conftest import wait_for
+from tests.conftest import arrivals, record_arrivals, wait_for
 from tests.dash_tree import component_nodes
 from tests.factories import event, payload
 
@@ -134,20 +134,12 @@ def test_the_plain_bars_show_first_and_plotly_takes_their_place(
     wait_for(lambda: len(recent_errors(monitor.engine, 10)) >= 5, message="5 stored")
     dash_duo.start_server(monitor.dash_app)
     # When each came into the page, noted by the page itself from its first moment.
-    dash_duo.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": """
-        window.__quickAt = null; window.__plotlyAt = null;
-        new MutationObserver(function () {
-          var now = performance.now();
-          if (window.__quickAt === null && document.querySelector('#trend-severity-quick'))
-            { window.__quickAt = now; }
-          if (window.__plotlyAt === null && document.querySelector('#trend-severity .main-svg'))
-            { window.__plotlyAt = now; }
-        }).observe(document, {childList: true, subtree: true});"""})
+    record_arrivals(dash_duo.driver, {"quick": "#trend-severity-quick",
+                                      "plotly": "#trend-severity .main-svg"})
     dash_duo.driver.get(f"{dash_duo.server_url}/trends")
     dash_duo.wait_for_element("#trend-severity .main-svg .bars", timeout=15)
-    quick_at, plotly_at = dash_duo.driver.execute_script(
-        "return [window.__quickAt, window.__plotlyAt];")
-    assert quick_at is not None and quick_at < plotly_at, (quick_at, plotly_at)
+    seen = arrivals(dash_duo.driver)
+    assert "quick" in seen and seen["quick"] < seen["plotly"], seen
     # The first paint's bars, with this hour's five errors in their tooltip.
     titles = dash_duo.driver.execute_script(
         "return Array.from(document.querySelectorAll('#trend-severity-quick .qc-col'))"

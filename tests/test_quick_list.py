@@ -12,7 +12,7 @@ from dashboard import ids
 from dashboard.quick_list import MAX_ROWS, quick_list
 from groups import page
 from groups.reads import list_groups
-from tests.conftest import wait_for
+from tests.conftest import arrivals, record_arrivals, wait_for
 from tests.dash_tree import component_nodes
 from tests.factories import payload
 
@@ -86,20 +86,12 @@ def test_the_table_shows_first_and_the_grid_takes_its_place(
     [group] = list_groups(monitor.engine)
     dash_duo.start_server(monitor.dash_app)
     # When each came into the page, noted by the page itself from its first moment.
-    dash_duo.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": """
-        window.__tableAt = null; window.__gridAt = null;
-        new MutationObserver(function () {
-          var now = performance.now();
-          if (window.__tableAt === null && document.querySelector('.quick-list tbody tr'))
-            { window.__tableAt = now; }
-          if (window.__gridAt === null && document.querySelector('#groups-grid .ag-row'))
-            { window.__gridAt = now; }
-        }).observe(document, {childList: true, subtree: true});"""})
+    record_arrivals(dash_duo.driver, {"table": ".quick-list tbody tr",
+                                      "grid": f"#{ids.GROUPS_GRID} .ag-row"})
     dash_duo.driver.get(f"{dash_duo.server_url}/groups")
     dash_duo.wait_for_element(f"#{ids.GROUPS_GRID} .ag-row[row-id]", timeout=15)
-    table_at, grid_at = dash_duo.driver.execute_script(
-        "return [window.__tableAt, window.__gridAt];")
-    assert table_at is not None and table_at < grid_at, (table_at, grid_at)
+    seen = arrivals(dash_duo.driver)
+    assert "table" in seen and seen["table"] < seen["grid"], seen
     shown = dash_duo.driver.execute_script(
         "var row = document.querySelector('.quick-list tbody tr');"
         "return [row.textContent, row.querySelector('a').getAttribute('href')];")
